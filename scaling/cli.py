@@ -1,0 +1,45 @@
+"""`grscale`: one console script, a subcommand per stage of a study.
+
+Each stage's package registers its own subcommands (`register(subparsers)`) and keeps heavy
+imports (torch, ray, wandb) inside its handlers, so `grscale fit --help` starts fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from scaling.errors import GrscaleError
+
+# Modules that register subcommands, in the order they appear in `grscale --help`.
+COMMAND_MODULES = (
+    "scaling.data.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grscale",
+        description="Scaling-law studies of generative recommenders (HSTU vs DLRM).",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except GrscaleError as error:
+        print(f"grscale {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"grscale {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
