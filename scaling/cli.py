@@ -14,6 +14,7 @@ from scaling.errors import GrscaleError
 # Modules that register subcommands, in the order they appear in `grscale --help`.
 COMMAND_MODULES = (
     "scaling.data.cli",
+    "scaling.train_cli",
 )
 
 

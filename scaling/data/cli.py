@@ -7,18 +7,23 @@ from pathlib import Path
 
 def add_synthetic_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("synthetic data (ignored for real datasets)")
-    group.add_argument("--users", type=int, default=2000, help="number of users (default 2000)")
-    group.add_argument("--items", type=int, default=1000, help="number of items (default 1000)")
-    group.add_argument("--mean-seq-len", type=float, default=40.0, help="mean sequence length (default 40)")
-    group.add_argument("--data-seed", type=int, default=0, help="generator seed (default 0)")
+    group.add_argument("--users", type=int, help="number of users (default 2000)")
+    group.add_argument("--items", type=int, help="number of items (default 1000)")
+    group.add_argument("--mean-seq-len", type=float, help="mean sequence length (default 40)")
+    group.add_argument("--data-seed", type=int, help="generator seed (default 0)")
 
 
-def synthetic_config_from_args(args: argparse.Namespace):
+SYNTHETIC_FLAGS = {"users": "num_users", "items": "num_items", "mean_seq_len": "mean_seq_len", "data_seed": "seed"}
+
+
+def synthetic_config_from_args(args: argparse.Namespace, base: dict | None = None):
+    """SyntheticConfig from `base` fields (e.g. a YAML config) with the flags given on top."""
     from scaling.data.synthetic import SyntheticConfig
 
-    return SyntheticConfig(
-        num_users=args.users, num_items=args.items, mean_seq_len=args.mean_seq_len, seed=args.data_seed
-    )
+    fields = dict(base or {})
+    fields.update({field: getattr(args, flag) for flag, field in SYNTHETIC_FLAGS.items()
+                   if getattr(args, flag) is not None})
+    return SyntheticConfig(**fields)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,0 +1,35 @@
+"""Evaluate a model on a validation or test set: full-catalog retrieval or engagement ranking."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from models.base import Recommender
+from scaling.config import TrialConfig
+from scaling.data.loader import eval_batches
+from scaling.data.splits import EvalSet
+from scaling.metrics import RetrievalAccumulator, binary_metrics, exclude_history
+
+
+@torch.no_grad()
+def evaluate(model: Recommender, data: EvalSet, cfg: TrialConfig, device: torch.device) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    try:
+        if cfg.task == "retrieval":
+            accumulator = RetrievalAccumulator()
+            for batch in eval_batches(data, cfg.eval_batch_size, cfg.max_seq_len):
+                batch = batch.to(device)
+                scores = model.score_catalog(batch)
+                if cfg.exclude_history:
+                    h = batch.history
+                    scores = exclude_history(scores, h.item_ids, h.offsets, batch.target_item_ids)
+                accumulator.add(scores, batch.target_item_ids)
+            return accumulator.result()
+        logits, labels = [], []
+        for batch in eval_batches(data, cfg.eval_batch_size, cfg.max_seq_len):
+            logits.append(model.predict_label_logits(batch.to(device)).float().cpu().numpy())
+            labels.append(batch.target_labels.numpy())
+        return binary_metrics(np.concatenate(logits), np.concatenate(labels))
+    finally:
+        model.train(was_training)

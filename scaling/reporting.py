@@ -1,0 +1,47 @@
+"""Where a trial's evaluation rows go: metrics.jsonl always, plus any reporter a sweep connects
+(Ray Tune, W&B). A reporter is anything with `report(row: dict) -> None`."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Reporter(Protocol):
+    def report(self, row: dict[str, Any]) -> None: ...
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN or inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class JsonlReporter:
+    """Appends one JSON line per row and syncs it, so a crash loses no finished evaluation."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def report(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def keep_first(self, num_rows: int) -> None:
+        """Drop rows written after the checkpoint a resumed trial restarts from."""
+        if not self.path.exists():
+            return
+        lines = self.path.read_text().splitlines(keepends=True)[:num_rows]
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(lines))
+        os.replace(tmp, self.path)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -1,0 +1,292 @@
+"""One trial: a model family at one size, trained on one dataset until it has spent a FLOPs budget.
+
+Steps: build data and model -> per batch, count its training FLOPs, set the learning rate from
+the fraction of the budget spent, step -> at log-spaced fractions of the budget, evaluate the
+validation split, write a row, checkpoint -> at the end, test at the end and at the best
+validation point. A resumed trial replays the same batches and random draws, so it ends with
+the same result as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from models.base import Recommender, param_counts
+from models.losses import LossConfig
+from models.presets import build_model, model_config
+from scaling.config import TrialConfig
+from scaling.data.cache import atomic_write
+from scaling.data.dataset import load_dataset
+from scaling.data.loader import TrainBatches
+from scaling.data.splits import Split, make_split
+from scaling.errors import GrscaleError
+from scaling.evaluate import evaluate
+from scaling.flops import training_flops
+from scaling.progress import TrainProgress
+from scaling.reporting import JsonlReporter, Reporter, read_rows
+from scaling.schedule import eval_fractions, lr_at
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class TrialResult:
+    status: str  # "done" | "diverged"
+    rows: list[dict[str, Any]]
+    out_dir: Path
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.rows[-1]
+
+
+@dataclass
+class TrialState:
+    """Everything a checkpoint must restore besides the model and optimizer."""
+
+    flops: float = 0.0
+    executed_flops: float = 0.0
+    tokens: int = 0
+    examples: int = 0
+    step: int = 0
+    epoch: int = 0
+    batch_index: int = 0  # next batch of `epoch`
+    next_eval: int = 0  # index into the eval fractions
+    wall_s: float = 0.0
+    rows_written: int = 0
+    loss_sum: float = 0.0  # training loss since the last evaluation
+    loss_count: int = 0
+    best_value: float = math.inf
+    best_step: int = -1
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GrscaleError("device 'cuda' requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def build_trial_model(cfg: TrialConfig, split: Split) -> Recommender:
+    """The preset with the trial's loss, dropout and kernel settings where the family has them."""
+    overrides: dict[str, Any] = {"loss": LossConfig(num_negatives=cfg.num_negatives, temperature=cfg.temperature)}
+    preset = model_config(cfg.family, cfg.size, num_items=split.num_items, num_users=split.num_users,
+                          max_seq_len=cfg.max_seq_len)
+    fields = {f.name for f in dataclasses.fields(preset)}
+    if "dropout" in fields:
+        overrides["dropout"] = cfg.dropout
+    if "kernel" in fields:
+        overrides["kernel"] = cfg.kernel
+    overrides.update(cfg.model_overrides)
+    return build_model(cfg.family, cfg.size, split.num_items, split.num_users, cfg.max_seq_len, **overrides)
+
+
+def _git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class Trainer:
+    """One trial's data, model, optimizer and counters, with the steps of the loop as methods."""
+
+    def __init__(self, cfg: TrialConfig, out_dir: Path, reporters: Iterable[Reporter] = ()) -> None:
+        cfg.validate()
+        self.cfg, self.out_dir = cfg, Path(out_dir)
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        data_dir = Path(cfg.data_dir) if cfg.data_dir else None
+        log = load_dataset(cfg.dataset, data_dir, cfg.synthetic)
+        if cfg.task == "ranking" and not log.has_labels:
+            raise GrscaleError(f"dataset {cfg.dataset!r} carries no engagement labels: the ranking task needs them")
+        self.split = make_split(log, cfg.split)
+        self.model = build_trial_model(cfg, self.split).to(self.device)
+        self.kernel = self.model.resolved_kernel(self.device)
+        self.params_embedding, self.params_nonembedding = param_counts(self.model, cfg.task)
+        self.batches = TrainBatches(self.split.train, cfg.batch_size, cfg.max_seq_len, cfg.seed)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                           weight_decay=cfg.optim.weight_decay)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.fractions = eval_fractions(cfg.num_evals, cfg.first_eval_fraction)
+        self.state = TrialState()
+        self.best_model_state: dict[str, torch.Tensor] | None = None
+        self.jsonl = JsonlReporter(self.out_dir / METRICS)
+        self.reporters = [self.jsonl, *reporters]
+        first = next(self.batches.epoch(0))
+        step_flops = training_flops(self.model.config, cfg.task, first.lengths()).useful
+        if step_flops > cfg.budget:
+            raise GrscaleError(
+                f"budget {cfg.budget:.3g} FLOPs is smaller than one training step of {cfg.family}-{cfg.size} "
+                f"on {cfg.dataset} ({step_flops:.3g} FLOPs at batch size {cfg.batch_size})"
+            )
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "state": dataclasses.asdict(self.state),
+            "best_model": self.best_model_state,
+            "config": self.cfg.to_dict(),
+        }
+        atomic_write(self.out_dir / CHECKPOINT, lambda handle: torch.save(payload, handle))
+
+    def load_checkpoint(self) -> bool:
+        path = self.out_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        payload = torch.load(path, map_location=self.device, weights_only=False)
+        if payload["config"] != self.cfg.to_dict():
+            raise GrscaleError(f"{path} was written by a different trial config; use a fresh --out to start anew")
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.generator.set_state(payload["generator"])
+        torch.set_rng_state(payload["torch_rng"])
+        if payload["cuda_rng"] is not None:
+            torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        self.state = TrialState(**payload["state"])
+        self.best_model_state = payload["best_model"]
+        self.jsonl.keep_first(self.state.rows_written)
+        return True
+
+    # --- rows ----------------------------------------------------------------------------------
+    def base_row(self, status: str, eval_kind: str) -> dict[str, Any]:
+        c, s = self.cfg, self.state
+        return {
+            "family": c.family, "size": c.size, "task": c.task, "dataset": c.dataset, "seed": c.seed,
+            "budget": c.budget, "flops": s.flops, "executed_flops": s.executed_flops, "tokens": s.tokens,
+            "examples": s.examples, "params_embedding": self.params_embedding,
+            "params_nonembedding": self.params_nonembedding, "step": s.step, "wall_s": round(s.wall_s, 3),
+            "status": status, "error": None, "eval_kind": eval_kind, "kernel": self.kernel,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": s.loss_sum / s.loss_count if s.loss_count else float("nan"),
+        }
+
+    def emit(self, row: dict[str, Any]) -> None:
+        for reporter in self.reporters:
+            reporter.report(row)
+        self.state.rows_written += 1
+
+    # --- the loop ------------------------------------------------------------------------------
+    def evaluate_split(self, which: str) -> dict[str, float]:
+        data = self.split.val if which == "val" else self.split.test
+        return evaluate(self.model, data, self.cfg, self.device)
+
+    def validation_point(self, is_final: bool) -> dict[str, Any]:
+        metrics = self.evaluate_split("val")
+        value = metrics[self.cfg.selection_metric]
+        if value < self.state.best_value or self.best_model_state is None:
+            self.state.best_value, self.state.best_step = value, self.state.step
+            self.best_model_state = copy.deepcopy(self.model.state_dict())
+        row = self.base_row("done" if is_final else "running", "final" if is_final else "val")
+        row.update({f"val/{k}": v for k, v in metrics.items()})
+        if is_final:
+            row.update({f"test_last/{k}": v for k, v in self.evaluate_split("test").items()})
+            current = copy.deepcopy(self.model.state_dict())
+            self.model.load_state_dict(self.best_model_state)
+            row.update({f"test/{k}": v for k, v in self.evaluate_split("test").items()})
+            self.model.load_state_dict(current)
+            row["best_step"] = self.state.best_step
+        self.state.loss_sum, self.state.loss_count = 0.0, 0
+        return row
+
+    def train_step(self, batch) -> float:
+        cfg, s = self.cfg, self.state
+        count = training_flops(self.model.config, cfg.task, batch.lengths())
+        lr = lr_at(s.flops / cfg.budget, cfg.optim)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss, examples = self.model.training_loss(batch.to(self.device), cfg.task, self.generator)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return value
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        self.optimizer.step()
+        s.flops += count.useful
+        s.executed_flops += count.executed
+        s.tokens += batch.num_tokens
+        s.examples += examples
+        s.step += 1
+        s.loss_sum += value
+        s.loss_count += 1
+        return value
+
+    def run(self, resume: bool = False) -> TrialResult:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        resumed = resume and self.load_checkpoint()
+        if not resumed:
+            (self.out_dir / METRICS).unlink(missing_ok=True)
+            info = {"config": self.cfg.to_dict(), "git_sha": _git_sha(), "kernel": self.kernel,
+                    "params_embedding": self.params_embedding, "params_nonembedding": self.params_nonembedding,
+                    "device": str(self.device)}
+            atomic_write(self.out_dir / "run_info.json", lambda h: h.write(json.dumps(info, indent=2).encode()))
+        cfg, s = self.cfg, self.state
+        progress = TrainProgress(cfg, enabled=cfg.progress, initial_flops=s.flops)
+        status, error = "done", None
+        started = time.perf_counter() - s.wall_s
+        try:
+            while s.next_eval < len(self.fractions):
+                for batch in self.batches.epoch(s.epoch, s.batch_index):
+                    s.batch_index += 1
+                    loss = self.train_step(batch)
+                    s.wall_s = time.perf_counter() - started
+                    if not math.isfinite(loss):
+                        status, error = "diverged", f"non-finite training loss ({loss}) at step {s.step}"
+                        break
+                    progress.update(s.flops, batch.num_tokens, loss)
+                    if s.flops >= self.fractions[s.next_eval] * cfg.budget:
+                        break
+                else:
+                    s.epoch, s.batch_index = s.epoch + 1, 0
+                    continue
+                if status == "diverged":
+                    break
+                while s.next_eval < len(self.fractions) and s.flops >= self.fractions[s.next_eval] * cfg.budget:
+                    s.next_eval += 1
+                is_final = s.next_eval == len(self.fractions)
+                row = self.validation_point(is_final)
+                s.wall_s = time.perf_counter() - started
+                row["wall_s"] = round(s.wall_s, 3)
+                self.emit(row)
+                progress.validation(row, cfg.selection_metric)
+                self.save_checkpoint()
+        finally:
+            progress.close()
+        if status == "diverged":
+            row = self.base_row("diverged", "final")
+            row["error"] = error
+            self.emit(row)
+        self.write_status(status, error)
+        return TrialResult(status=status, rows=read_rows(self.out_dir / METRICS), out_dir=self.out_dir)
+
+    def write_status(self, status: str, error: str | None) -> None:
+        payload = json.dumps({"status": status, "error": error, "flops": self.state.flops, "step": self.state.step})
+        atomic_write(self.out_dir / "status.json", lambda h: h.write(payload.encode()))
+
+
+def train_to_budget(cfg: TrialConfig, out_dir: Path, reporters: Iterable[Reporter] = (),
+                    resume: bool = False) -> TrialResult:
+    """Train `cfg` until its FLOPs budget is spent; rows go to out_dir/metrics.jsonl and `reporters`."""
+    torch.set_num_threads(int(os.environ.get("GRSCALE_TORCH_THREADS", torch.get_num_threads())))
+    return Trainer(cfg, out_dir, reporters).run(resume=resume)
