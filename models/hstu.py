@@ -1,0 +1,81 @@
+"""HSTU, the research variant of "Actions Speak Louder than Words" (Zhai et al., 2024).
+
+Per block: U, V, Q, K = split(SiLU(Linear(LayerNorm(X))));
+A V = SiLU(alpha Q K^T + rab_pos + rab_time) / n V (causal, jagged, via kernels.hstu_attention);
+Y = X + f2(Dropout(U * LayerNorm(A V))).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kernels.hstu_attention import hstu_attention, resolve_kernel
+from models.losses import LossConfig
+from models.sequential import SequentialRecommender
+from scaling.data.batch import JaggedBatch
+
+
+@dataclass(frozen=True, kw_only=True)
+class HSTUConfig:
+    num_items: int  # catalog size; ids 1..num_items, 0 is padding
+    max_seq_len: int  # longest sequence the model accepts (position tables are this long)
+    d_model: int = 64
+    num_blocks: int = 2
+    num_heads: int = 2
+    dqk: int = 32  # query/key width per head
+    dv: int = 32  # value (and U) width per head
+    dropout: float = 0.2
+    num_time_buckets: int = 128  # log-bucketed gaps; 128 covers any gap in seconds
+    bias_per_head: bool = False  # the paper shares one rab scalar across heads
+    kernel: str = "auto"  # "auto" | "pytorch" | "triton", passed to hstu_attention
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def to_dict(self) -> dict:
+        return {"family": "hstu", **asdict(self)}
+
+
+class HSTUBlock(nn.Module):
+    def __init__(self, config: HSTUConfig) -> None:
+        super().__init__()
+        heads, self.config = config.num_heads, config
+        self.split_sizes = [heads * config.dv, heads * config.dv, heads * config.dqk, heads * config.dqk]
+        self.input_norm = nn.LayerNorm(config.d_model)
+        self.uvqk = nn.Linear(config.d_model, sum(self.split_sizes))
+        self.attn_norm = nn.LayerNorm(heads * config.dv)
+        self.dropout = nn.Dropout(config.dropout)
+        self.output = nn.Linear(heads * config.dv, config.d_model)
+        bias_heads = heads if config.bias_per_head else 1
+        # Relative attention bias: one scalar per relative offset i-j and per time-gap bucket.
+        self.pos_bias = nn.Parameter(torch.zeros(bias_heads, config.max_seq_len))
+        self.time_bias = nn.Parameter(torch.zeros(bias_heads, config.num_time_buckets))
+        self.alpha = config.dqk ** -0.5
+
+    def forward(self, x: torch.Tensor, batch: JaggedBatch) -> torch.Tensor:
+        c = self.config
+        u, v, q, k = F.silu(self.uvqk(self.input_norm(x))).split(self.split_sizes, dim=-1)
+        attended = hstu_attention(
+            q.reshape(-1, c.num_heads, c.dqk), k.reshape(-1, c.num_heads, c.dqk),
+            v.reshape(-1, c.num_heads, c.dv), batch.offsets, c.max_seq_len,
+            timestamps=batch.timestamps, pos_bias=self.pos_bias, time_bias=self.time_bias,
+            alpha=self.alpha, kernel=c.kernel)
+        gated = u * self.attn_norm(attended.reshape(x.shape[0], -1))
+        return x + self.output(self.dropout(gated))
+
+
+class HSTU(SequentialRecommender):
+    def __init__(self, config: HSTUConfig) -> None:
+        super().__init__(num_items=config.num_items, max_seq_len=config.max_seq_len,
+                         d_model=config.d_model, dropout=config.dropout, loss=config.loss)
+        self.config = config
+        self.blocks = nn.ModuleList(HSTUBlock(config) for _ in range(config.num_blocks))
+
+    def encode(self, x: torch.Tensor, batch: JaggedBatch) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, batch)
+        return x
+
+    def resolved_kernel(self, device: torch.device | str) -> str:
+        return resolve_kernel(self.config.kernel, torch.device(device))

@@ -1,0 +1,66 @@
+"""Training losses shared by the model families, and their configuration."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossConfig:
+    """Sampled softmax for retrieval: logits are cosine / temperature."""
+
+    num_negatives: int = 128
+    temperature: float = 0.05
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sample_negatives(
+    num_items: int, num_negatives: int, generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
+    """[K] item ids drawn uniformly from the catalog 1..num_items, shared by the whole batch
+    (one [K, d] matmul instead of a [N, K, d] gather per position)."""
+    sample_device = generator.device if generator is not None else device
+    ids = torch.randint(1, num_items + 1, (num_negatives,), generator=generator, device=sample_device)
+    return ids.to(device)
+
+
+def sampled_softmax_loss(
+    query: torch.Tensor,
+    positives: torch.Tensor,
+    negatives: torch.Tensor,
+    positive_ids: torch.Tensor,
+    negative_ids: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """Mean cross entropy of the positive among itself plus K shared negatives.
+
+    query, positives: [N, d] and negatives [K, d], all L2-normalised. A negative that equals a
+    row's positive is masked out: it would otherwise push the positive away from itself.
+    """
+    if query.shape[0] == 0:
+        return query.sum() * 0.0
+    # Batched [1, d] x [d, 1] products: a matmul, so FLOP counters see it like the negatives.
+    pos_logits = torch.matmul(query.unsqueeze(1), positives.unsqueeze(2)).reshape(-1, 1)
+    neg_logits = query @ negatives.T
+    neg_logits = neg_logits.masked_fill(positive_ids[:, None] == negative_ids[None, :], float("-inf"))
+    logits = torch.cat([pos_logits, neg_logits], dim=1) / temperature
+    target = torch.zeros(query.shape[0], dtype=torch.long, device=query.device)
+    return F.cross_entropy(logits, target)
+
+
+def catalog_logits(query: torch.Tensor, items: torch.Tensor, temperature: float) -> torch.Tensor:
+    """[B, num_items + 1] cosine / temperature against every item row; padding column is -inf."""
+    scores = F.normalize(query, dim=-1) @ F.normalize(items, dim=-1).T / temperature
+    scores[:, 0] = float("-inf")
+    return scores
+
+
+def binary_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean BCE with logits; 0 (still attached to the graph) on an empty batch."""
+    if logits.numel() == 0:
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))

@@ -1,0 +1,93 @@
+"""Named size presets for every family, in one table, and the model factory.
+
+xs..m train on a 2-core CPU in minutes; l and xl are for GPUs. Non-embedding parameters span
+over two orders of magnitude per family. The *-ml1m presets are the HSTU paper's ML-1M configs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from models.base import Recommender, param_counts
+from models.dlrm import DLRM, DLRMConfig
+from models.hstu import HSTU, HSTUConfig
+from models.sasrec import SASRec, SASRecConfig
+from scaling.errors import GrscaleError
+
+FAMILIES = {"hstu": (HSTU, HSTUConfig), "sasrec": (SASRec, SASRecConfig), "dlrm": (DLRM, DLRMConfig)}
+
+# name -> architecture fields of the family's config (dataset-derived fields come at build time).
+PRESETS: dict[str, dict] = {
+    "hstu-xs": dict(d_model=32, num_blocks=1, num_heads=1, dqk=32, dv=32),
+    "hstu-s": dict(d_model=64, num_blocks=2, num_heads=2, dqk=32, dv=32),
+    "hstu-m": dict(d_model=128, num_blocks=4, num_heads=4, dqk=32, dv=32),
+    "hstu-l": dict(d_model=256, num_blocks=8, num_heads=4, dqk=64, dv=64),
+    "hstu-xl": dict(d_model=512, num_blocks=16, num_heads=8, dqk=64, dv=64),
+    "hstu-ml1m": dict(d_model=50, num_blocks=2, num_heads=1, dqk=50, dv=50),
+    "hstu-large-ml1m": dict(d_model=50, num_blocks=8, num_heads=2, dqk=25, dv=25),
+    "sasrec-xs": dict(d_model=32, num_blocks=1, num_heads=1),
+    "sasrec-s": dict(d_model=64, num_blocks=2, num_heads=2),
+    "sasrec-m": dict(d_model=128, num_blocks=4, num_heads=4),
+    "sasrec-l": dict(d_model=256, num_blocks=8, num_heads=4),
+    "sasrec-xl": dict(d_model=512, num_blocks=16, num_heads=8),
+    "sasrec-ml1m": dict(d_model=50, num_blocks=2, num_heads=1, ffn_mult=1, activation="relu"),
+    "dlrm-xs": dict(emb_dim=16, bottom_mlp=(32,), top_mlp=(64, 32), tower_mlp=(64,)),
+    "dlrm-s": dict(emb_dim=32, bottom_mlp=(64,), top_mlp=(256, 128), tower_mlp=(128,)),
+    "dlrm-m": dict(emb_dim=64, bottom_mlp=(128, 64), top_mlp=(512, 256, 128), tower_mlp=(256, 256)),
+    "dlrm-l": dict(emb_dim=128, bottom_mlp=(256, 128), top_mlp=(1024, 1024, 512, 256),
+                   tower_mlp=(1024, 512)),
+    "dlrm-xl": dict(emb_dim=256, bottom_mlp=(512, 256), top_mlp=(2048, 2048, 1024, 512),
+                    tower_mlp=(2048, 2048, 1024)),
+}
+
+
+def model_config(family: str, size: str, *, num_items: int, num_users: int, max_seq_len: int,
+                 **overrides) -> HSTUConfig | SASRecConfig | DLRMConfig:
+    """The preset's config with dataset sizes filled in and `overrides` applied on top."""
+    if family not in FAMILIES:
+        raise GrscaleError(f"unknown model family {family!r}; known families: {', '.join(FAMILIES)}")
+    name = f"{family}-{size}"
+    if name not in PRESETS:
+        known = ", ".join(p.removeprefix(family + "-") for p in PRESETS if p.startswith(family + "-"))
+        raise GrscaleError(f"unknown {family} size {size!r}; known sizes: {known}")
+    data = {"num_items": num_items}
+    data.update({"num_users": num_users} if family == "dlrm" else {"max_seq_len": max_seq_len})
+    fields = {**PRESETS[name], **data, **overrides}
+    config_cls = FAMILIES[family][1]
+    try:
+        return config_cls(**fields)
+    except TypeError as error:  # an override naming no field of this family's config
+        raise GrscaleError(f"bad override for {name}: {error}") from None
+
+
+def build_model(family: str, size: str, num_items: int, num_users: int, max_seq_len: int,
+                **overrides) -> Recommender:
+    """A fresh model for preset `{family}-{size}`; `overrides` replace config fields."""
+    config = model_config(family, size, num_items=num_items, num_users=num_users,
+                          max_seq_len=max_seq_len, **overrides)
+    return FAMILIES[family][0](config)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PresetInfo:
+    name: str
+    family: str
+    size: str
+    embedding_params: int
+    nonembedding_params: int  # counted for `task`: the other task's head is left out
+    task: str
+
+
+def list_presets(num_items: int, num_users: int, max_seq_len: int,
+                 task: str = "retrieval") -> list[PresetInfo]:
+    """Every preset with its parameter counts for this catalog, in table order."""
+    rows = []
+    for name in PRESETS:
+        family, size = name.split("-", 1)
+        with torch.device("meta"):  # shapes only: no memory for large catalogs
+            model = build_model(family, size, num_items, num_users, max_seq_len)
+        embedding, nonembedding = param_counts(model, task)
+        rows.append(PresetInfo(name=name, family=family, size=size, embedding_params=embedding,
+                               nonembedding_params=nonembedding, task=task))
+    return rows
