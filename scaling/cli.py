@@ -15,6 +15,7 @@ from scaling.errors import GrscaleError
 COMMAND_MODULES = (
     "scaling.data.cli",
     "scaling.train_cli",
+    "scaling.bench_cli",
 )
 
 
@@ -31,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # A command that builds its own parser when it runs (see bench_cli) takes the rest as is.
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passes_options_through", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         return int(args.func(args) or 0)
     except GrscaleError as error:

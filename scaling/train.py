@@ -116,7 +116,10 @@ class Trainer:
             raise GrscaleError(f"dataset {cfg.dataset!r} carries no engagement labels: the ranking task needs them")
         self.split = make_split(log, cfg.split)
         self.model = build_trial_model(cfg, self.split).to(self.device)
-        self.kernel = self.model.resolved_kernel(self.device)
+        try:
+            self.kernel = self.model.resolved_kernel(self.device)
+        except (RuntimeError, ValueError) as error:  # e.g. kernel="triton" without CUDA
+            raise GrscaleError(str(error)) from None
         self.params_embedding, self.params_nonembedding = param_counts(self.model, cfg.task)
         self.batches = TrainBatches(self.split.train, cfg.batch_size, cfg.max_seq_len, cfg.seed)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,

@@ -1,8 +1,9 @@
 """Train / validation / test splits of an interaction log.
 
-Leave-one-out (the HSTU paper's protocol): per user, the last interaction is the test target,
-the second-to-last the validation target, the rest the training sequence. Temporal: training
-on everything before a cutoff time, evaluation on the first interaction after it.
+Leave-one-out: per user, the last interaction is the test target,
+the second-to-last the validation target, the rest the training sequence. Leave-last-out (the
+HSTU paper's public protocol): no validation target. Temporal: training on everything before a
+cutoff time, evaluation on the first interaction after it.
 A target never appears in its own history, nor in the training sequences.
 """
 from __future__ import annotations
@@ -108,6 +109,24 @@ def leave_one_out(log: InteractionLog) -> Split:
     )
 
 
+def leave_last_out(log: InteractionLog) -> Split:
+    """The HSTU paper's public protocol: train on all but each user's last interaction, test on
+    the last, no validation split. Validation is the test set here, so only the end-of-training
+    test figures (`test_last/`) are free of selection on test."""
+    lengths = log.lengths()
+    users = np.arange(log.num_users)
+    evaluated = users[lengths >= 2]
+    if evaluated.size == 0:
+        raise GrscaleError(f"{log.name}: no user has the 2 interactions a leave-last-out split needs")
+    ends = log.offsets[1:].copy()
+    ends[evaluated] -= 1
+    train_users = users[ends > log.offsets[:-1]]
+    train = _gather(log, train_users, log.offsets[train_users], ends[train_users])
+    test = _eval_set(log, evaluated, log.offsets[evaluated + 1] - 1)
+    return Split(train=train, val=test, test=test, num_items=log.num_items, num_users=log.num_users,
+                 has_labels=log.has_labels)
+
+
 def _first_at_or_after(log: InteractionLog, cutoff: float) -> np.ndarray:
     """Per user, the absolute position of the first interaction at or after cutoff (end if none)."""
     positions = np.empty(log.num_users, dtype=np.int64)
@@ -150,7 +169,7 @@ def temporal(log: InteractionLog, val_quantile: float = 0.8, test_quantile: floa
     )
 
 
-SPLITS = {"leave-one-out": leave_one_out, "temporal": temporal}
+SPLITS = {"leave-one-out": leave_one_out, "temporal": temporal, "leave-last-out": leave_last_out}
 
 
 def make_split(log: InteractionLog, kind: str = "leave-one-out") -> Split:

@@ -39,6 +39,17 @@ def test_leave_one_out_holds_out_last_two_and_never_leaks():
         np.testing.assert_array_equal(t.item_ids[t.offsets[row]:t.offsets[row + 1]], items[:-2])
 
 
+def test_leave_last_out_is_the_paper_protocol():
+    log = small_log()
+    split = make_split(log, "leave-last-out")
+    assert split.val is split.test
+    for row in range(split.test.num_examples):
+        items = user_items(log, split.test.history.user_ids[row])
+        assert split.test.target_item_ids[row] == items[-1]
+    t = split.train
+    np.testing.assert_array_equal(t.item_ids[t.offsets[0]:t.offsets[1]], user_items(log, t.user_ids[0])[:-1])
+
+
 def test_leave_one_out_short_users_only_train():
     log = InteractionLog("x", np.array([1, 2, 1, 2, 3]), np.arange(5), np.ones(5, np.float32),
                          np.ones(5, np.float32), np.array([0, 2, 5]), True)
@@ -63,7 +74,7 @@ def test_temporal_split_respects_cutoffs():
 
 
 def test_unknown_split_and_bad_quantiles():
-    with pytest.raises(GrscaleError, match="unknown split 'random'.*leave-one-out, temporal"):
+    with pytest.raises(GrscaleError, match="unknown split 'random'.*leave-one-out, temporal, leave-last-out"):
         make_split(small_log(), "random")
     with pytest.raises(GrscaleError, match="val_quantile"):
         temporal(small_log(), 0.9, 0.5)

@@ -96,6 +96,7 @@ def test_divergence_ends_the_trial_with_its_step(tmp_path):
     (dict(size="huge"), "unknown hstu size 'huge'"),
     (dict(task="regression"), "unknown task 'regression'"),
     (dict(budget=10.0), "smaller than one training step"),
+    (dict(kernel="triton"), "kernel='triton' cannot run on device 'cpu'"),
     (dict(dataset="beauty", task="ranking", data_dir="__fixture__"), "no engagement labels"),
 ])
 def test_bad_trials_fail_before_training(tmp_path, change, message):
