@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import Recommender, check_task
-from models.jagged import positions, sequence_ids
+from models.jagged import positions, prediction_offsets, sequence_ids
 from models.losses import LossConfig, binary_loss, catalog_logits, sample_negatives, sampled_softmax_loss
 from scaling.data.batch import EvalBatch, JaggedBatch
 
@@ -150,11 +150,11 @@ class DLRM(Recommender):
         target_ids = batch.item_ids[target]
         if task == "ranking":
             return binary_loss(self.rank(ex, target_ids), batch.labels[target]), int(target.numel())
-        negative_ids = sample_negatives(self.config.num_items, self.config.loss.num_negatives,
+        negative_ids = sample_negatives(self.config.num_items, batch.batch_size, self.config.loss.num_negatives,
                                         generator, target_ids.device)
         loss = sampled_softmax_loss(self.user_vectors(ex), self.item_vectors(target_ids),
-                                    self.item_vectors(negative_ids), target_ids, negative_ids,
-                                    self.config.loss.temperature)
+                                    self.item_vectors(negative_ids), prediction_offsets(batch.offsets),
+                                    target_ids, negative_ids, self.config.loss.temperature)
         return loss, int(target.numel())
 
     def eval_examples(self, batch: EvalBatch) -> Examples:

@@ -17,6 +17,14 @@ def sequence_ids(offsets: torch.Tensor, num_tokens: int) -> torch.Tensor:
     return torch.repeat_interleave(seqs, lengths, output_size=num_tokens)
 
 
+def prediction_offsets(offsets: torch.Tensor) -> torch.Tensor:
+    """[B+1] offsets of the next-item predictions: a sequence of L items makes L-1 of them."""
+    counts = (offsets[1:] - offsets[:-1] - 1).clamp(min=0)
+    out = torch.zeros_like(offsets)
+    out[1:] = torch.cumsum(counts, dim=0)
+    return out
+
+
 def positions(offsets: torch.Tensor, num_tokens: int) -> torch.Tensor:
     """[T] position of each token inside its own sequence (0 = oldest)."""
     tokens = torch.arange(num_tokens, device=offsets.device)

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from models.jagged import jagged_to_padded, padded_to_jagged, sequence_ids
+
 
 @dataclass(frozen=True, kw_only=True)
 class LossConfig:
@@ -19,12 +21,16 @@ class LossConfig:
 
 
 def sample_negatives(
-    num_items: int, num_negatives: int, generator: torch.Generator | None, device: torch.device
+    num_items: int, num_groups: int, num_negatives: int, generator: torch.Generator | None, device: torch.device
 ) -> torch.Tensor:
-    """[K] item ids drawn uniformly from the catalog 1..num_items, shared by the whole batch
-    (one [K, d] matmul instead of a [N, K, d] gather per position)."""
+    """[G, K] item ids drawn uniformly from the catalog 1..num_items, K for each of G sequences.
+
+    Each sequence's predictions share its K negatives: as many distinct negatives per step as
+    per-prediction sampling gives in practice (B*K), through one batched matmul instead of an
+    [N, K, d] gather. One set for the whole batch (K in all) learns several times slower.
+    """
     sample_device = generator.device if generator is not None else device
-    ids = torch.randint(1, num_items + 1, (num_negatives,), generator=generator, device=sample_device)
+    ids = torch.randint(1, num_items + 1, (num_groups, num_negatives), generator=generator, device=sample_device)
     return ids.to(device)
 
 
@@ -32,23 +38,29 @@ def sampled_softmax_loss(
     query: torch.Tensor,
     positives: torch.Tensor,
     negatives: torch.Tensor,
+    row_offsets: torch.Tensor,
     positive_ids: torch.Tensor,
     negative_ids: torch.Tensor,
     temperature: float,
 ) -> torch.Tensor:
-    """Mean cross entropy of the positive among itself plus K shared negatives.
+    """Mean cross entropy of each row's positive among itself plus its group's K negatives.
 
-    query, positives: [N, d] and negatives [K, d], all L2-normalised. A negative that equals a
-    row's positive is masked out: it would otherwise push the positive away from itself.
+    query, positives: [N, d]; negatives: [G, K, d] with ids [G, K]; rows
+    row_offsets[g]:row_offsets[g+1] belong to group g. All vectors L2-normalised. A negative that
+    equals a row's positive is masked out: it would otherwise push the positive away from itself.
     """
     if query.shape[0] == 0:
         return query.sum() * 0.0
+    num_rows = query.shape[0]
     # Batched [1, d] x [d, 1] products: a matmul, so FLOP counters see it like the negatives.
     pos_logits = torch.matmul(query.unsqueeze(1), positives.unsqueeze(2)).reshape(-1, 1)
-    neg_logits = query @ negatives.T
-    neg_logits = neg_logits.masked_fill(positive_ids[:, None] == negative_ids[None, :], float("-inf"))
+    max_rows = int((row_offsets[1:] - row_offsets[:-1]).max())
+    padded = jagged_to_padded(query, row_offsets, max_rows)  # [G, R, d]
+    neg_logits = padded_to_jagged(torch.bmm(padded, negatives.transpose(1, 2)), row_offsets, num_rows)
+    groups = sequence_ids(row_offsets, num_rows)
+    neg_logits = neg_logits.masked_fill(positive_ids[:, None] == negative_ids[groups], float("-inf"))
     logits = torch.cat([pos_logits, neg_logits], dim=1) / temperature
-    target = torch.zeros(query.shape[0], dtype=torch.long, device=query.device)
+    target = torch.zeros(num_rows, dtype=torch.long, device=query.device)
     return F.cross_entropy(logits, target)
 
 

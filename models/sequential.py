@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from models.base import Recommender, check_task
-from models.jagged import append_targets, keep_last, positions, sequence_ids
+from models.jagged import append_targets, keep_last, positions, prediction_offsets, sequence_ids
 from models.losses import LossConfig, binary_loss, catalog_logits, sample_negatives, sampled_softmax_loss
 from scaling.data.batch import EvalBatch, JaggedBatch
 from scaling.errors import GrscaleError
@@ -77,14 +77,14 @@ class SequentialRecommender(Recommender):
         source = torch.nonzero(torch.arange(batch.num_tokens, device=seq.device) + 1
                                < batch.offsets[seq + 1]).squeeze(1)
         target_ids = batch.item_ids[source + 1]
-        negative_ids = sample_negatives(self.num_items, self.loss_config.num_negatives, generator,
-                                        hidden.device)
+        negative_ids = sample_negatives(self.num_items, batch.batch_size, self.loss_config.num_negatives,
+                                        generator, hidden.device)
         normalize = nn.functional.normalize
         loss = sampled_softmax_loss(
             normalize(hidden[source], dim=-1),
             normalize(self.item_emb(target_ids), dim=-1),
             normalize(self.item_emb(negative_ids), dim=-1),
-            target_ids, negative_ids, self.loss_config.temperature)
+            prediction_offsets(batch.offsets), target_ids, negative_ids, self.loss_config.temperature)
         return loss, int(source.numel())
 
     def score_catalog(self, batch: EvalBatch) -> torch.Tensor:

@@ -47,14 +47,27 @@ def _mlp_flops(rows: int, dims: list[int]) -> float:
     return sum(2.0 * rows * a * b for a, b in zip(dims[:-1], dims[1:]))
 
 
-def _sequence_head_flops(d: int, lengths: list[int], task: str, num_negatives: int) -> tuple[float, int]:
-    """(forward FLOPs, embedding rows) of the shared retrieval loss or ranking head."""
+def _softmax_logit_flops(d: int, lengths: list[int], num_negatives: int) -> tuple[float, float]:
+    """(useful, executed) forward FLOPs of the sampled-softmax logits.
+
+    Each prediction scores its positive and its sequence's K negatives; the negatives' logits
+    run as one batched matmul over predictions padded to the longest sequence's count.
+    """
+    predictions = [max(n - 1, 0) for n in lengths]
+    useful = 2.0 * sum(predictions) * d * (1 + num_negatives)
+    padded = len(lengths) * max(predictions, default=0) * num_negatives
+    return useful, 2.0 * sum(predictions) * d + 2.0 * padded * d
+
+
+def _sequence_head_flops(d: int, lengths: list[int], task: str,
+                         num_negatives: int) -> tuple[float, float, int]:
+    """(useful, executed forward FLOPs, embedding rows) of the retrieval loss or ranking head."""
     tokens = sum(lengths)
     if task == "ranking":
-        return _mlp_flops(tokens, [d, d, 1]), 0
-    predictions = sum(max(n - 1, 0) for n in lengths)
-    # Positive: a [1, d] x [d, 1] product per prediction; negatives: [N, d] x [d, K].
-    return 2.0 * predictions * d * (1 + num_negatives), predictions + num_negatives
+        flops = _mlp_flops(tokens, [d, d, 1])
+        return flops, flops, 0
+    useful, executed = _softmax_logit_flops(d, lengths, num_negatives)
+    return useful, executed, sum(max(n - 1, 0) for n in lengths) + len(lengths) * num_negatives
 
 
 def _attention_pairs(lengths: list[int]) -> tuple[float, float]:
@@ -70,10 +83,10 @@ def _hstu(c: HSTUConfig, task: str, lengths: list[int]) -> tuple[float, float, f
                  + _mlp_flops(tokens, [h * c.dv, c.d_model]))
     causal, padded = _attention_pairs(lengths)
     attn_per_pair = 2.0 * h * (c.dqk + c.dv)  # Q K^T and A V
-    head, head_rows = _sequence_head_flops(c.d_model, lengths, task, c.loss.num_negatives)
-    dense = TRAIN_FACTOR * (c.num_blocks * per_block + head)
-    useful = dense + TRAIN_FACTOR * c.num_blocks * attn_per_pair * causal
-    executed = dense + TRAIN_FACTOR * c.num_blocks * attn_per_pair * padded
+    head, head_executed, head_rows = _sequence_head_flops(c.d_model, lengths, task, c.loss.num_negatives)
+    dense = TRAIN_FACTOR * c.num_blocks * per_block
+    useful = dense + TRAIN_FACTOR * (head + c.num_blocks * attn_per_pair * causal)
+    executed = dense + TRAIN_FACTOR * (head_executed + c.num_blocks * attn_per_pair * padded)
     rows = tokens * (3 if task == "ranking" else 2) + head_rows  # item, position (, action)
     return useful, executed, rows * c.d_model
 
@@ -84,10 +97,10 @@ def _sasrec(c: SASRecConfig, task: str, lengths: list[int]) -> tuple[float, floa
                  + _mlp_flops(tokens, [d, c.ffn_mult * d, d]))
     causal, padded = _attention_pairs(lengths)
     attn_per_pair = 2.0 * 2 * d  # Q K^T and A V, summed over heads
-    head, head_rows = _sequence_head_flops(d, lengths, task, c.loss.num_negatives)
-    dense = TRAIN_FACTOR * (c.num_blocks * per_block + head)
-    useful = dense + TRAIN_FACTOR * c.num_blocks * attn_per_pair * causal
-    executed = dense + SDPA_EXECUTED_FACTOR * c.num_blocks * attn_per_pair * padded
+    head, head_executed, head_rows = _sequence_head_flops(d, lengths, task, c.loss.num_negatives)
+    dense = TRAIN_FACTOR * c.num_blocks * per_block
+    useful = dense + TRAIN_FACTOR * head + TRAIN_FACTOR * c.num_blocks * attn_per_pair * causal
+    executed = dense + TRAIN_FACTOR * head_executed + SDPA_EXECUTED_FACTOR * c.num_blocks * attn_per_pair * padded
     rows = tokens * (3 if task == "ranking" else 2) + head_rows
     return useful, executed, rows * d
 
@@ -111,13 +124,13 @@ def _dlrm(c: DLRMConfig, task: str, lengths: list[int]) -> tuple[float, float, f
         else:
             flops += TRAIN_FACTOR * 2.0 * examples * NUM_VECTORS * NUM_VECTORS * d  # [6, d] x [d, 6]
         flops += TRAIN_FACTOR * _mlp_flops(examples, [c.top_input_dim, *c.top_mlp, 1])
-        rows = 4 * examples + pooled  # user, target item, hour, day + pooled history
-    else:
-        flops += TRAIN_FACTOR * (_mlp_flops(examples, [(NUM_VECTORS - 1) * d, *c.tower_mlp, d])
-                                 + _mlp_flops(examples + k, [d, *c.tower_mlp, d])
-                                 + 2.0 * examples * d * (1 + k))
-        rows = 4 * examples + k + pooled  # user, hour, day, positive item, negatives + history
-    return flops, flops, rows * d
+        return flops, flops, (4 * examples + pooled) * d  # user, target item, hour, day + history
+    negatives = len(lengths) * k  # K per sequence
+    flops += TRAIN_FACTOR * (_mlp_flops(examples, [(NUM_VECTORS - 1) * d, *c.tower_mlp, d])
+                             + _mlp_flops(examples + negatives, [d, *c.tower_mlp, d]))
+    logits_useful, logits_executed = _softmax_logit_flops(d, lengths, k)
+    rows = 4 * examples + negatives + pooled  # user, hour, day, positive item, negatives + history
+    return (flops + TRAIN_FACTOR * logits_useful, flops + TRAIN_FACTOR * logits_executed, rows * d)
 
 
 def training_flops(config: HSTUConfig | SASRecConfig | DLRMConfig, task: str,

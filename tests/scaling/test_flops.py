@@ -56,12 +56,13 @@ def test_hstu_by_hand():
     model = build_model("hstu", "xs", NUM_ITEMS, 1, 8, d_model=4, num_blocks=1, num_heads=1, dqk=2, dv=2,
                         loss=LossConfig(num_negatives=2))
     flops = training_flops(model.config, "retrieval", [3, 1])
-    # Forward: uvqk 2*4*4*8 = 256, output 2*4*2*4 = 64, loss 2 predictions * 2*4*(1+2) = 48;
+    # Forward: uvqk 2*4*4*8 = 256, output 2*4*2*4 = 64, loss 2 predictions * 2*4*(1+2) = 48
+    # useful; executed: positives 2*2*4 = 16 + negatives padded [2 seqs, 2 rows] x 2 -> 2*8*4 = 64;
     # attention (2+2)*2 = 8 per pair: causal pairs 6+1 = 7 -> 56, padded 2*3*3 = 18 -> 144.
     assert flops.useful == 3 * (256 + 64 + 48 + 56)
-    assert flops.executed == 3 * (256 + 64 + 48 + 144)
-    # Rows: 4 items + 4 positions + 2 positives + 2 negatives of 4 floats, forward and backward.
-    assert flops.embedding_bytes == 2 * 12 * 4 * 4
+    assert flops.executed == 3 * (256 + 64 + 80 + 144)
+    # Rows: 4 items + 4 positions + 2 positives + 2 sequences x 2 negatives, of 4 floats, fwd and bwd.
+    assert flops.embedding_bytes == 2 * 14 * 4 * 4
 
 
 def test_sasrec_by_hand():
