@@ -1,0 +1,100 @@
+"""`grscale fit` and `grscale report`: the analysis stage's subcommands."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from analysis.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    fit = subparsers.add_parser(
+        "fit", help="fit scaling laws to a sweep's results table",
+        description="Fit quality-vs-compute laws (with bootstrap intervals) and write fits.json.",
+    )
+    fit.add_argument("results", type=Path, help="results.parquet / .csv, or a sweep directory holding one")
+    fit.add_argument("--family", action="append", help="fit only this family (repeatable; default: all)")
+    fit.add_argument("--out", type=Path, help="directory for fits.json (default: next to the results)")
+    _common(fit)
+    fit.set_defaults(func=run_fit)
+
+    report = subparsers.add_parser(
+        "report", help="write a sweep's report (markdown, HTML, figures, W&B)",
+        description="Fit everything the sweep supports and write DIR/report/.",
+    )
+    report.add_argument("dir", type=Path, help="a sweep directory holding results.parquet")
+    report.add_argument("--wandb", action=argparse.BooleanOptionalAction, default=True,
+                        help="log to W&B (offline unless WANDB_MODE says otherwise)")
+    report.add_argument("--wandb-project", default="grscale", help="W&B project (default: grscale)")
+    _common(report)
+    report.set_defaults(func=run_report)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metric", help="metric column (default: test/nll for retrieval, test/ne for ranking)")
+    parser.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES,
+                        help=f"bootstrap resamples (default {DEFAULT_RESAMPLES})")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
+def _analyze(path: Path, args: argparse.Namespace, families: list[str] | None = None):
+    from analysis.results import load_results
+    from analysis.study import analyze
+
+    return analyze(load_results(path), metric=args.metric, families=families, n_resamples=args.bootstrap,
+                   level=DEFAULT_LEVEL, seed=args.seed)
+
+
+def _require_some_fit(result) -> None:
+    from scaling.errors import GrscaleError
+
+    if not (result.fits or result.isoflop or result.parametric):
+        raise GrscaleError("; ".join(r.message for r in result.refusals))
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from analysis.report import fmt
+    from analysis.study import to_dict
+    from analysis.tables import parameter_table, selection_table
+
+    result = _analyze(args.results, args, args.family)
+    _require_some_fit(result)
+    out_dir = args.out or (args.results if args.results.is_dir() else args.results.parent)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "fits.json").write_text(json.dumps(to_dict(result), indent=2) + "\n")
+    pct = round(100 * result.level)
+    print(f"metric: {result.metric.name}; fitted: {result.metric.fitted}; "
+          f"intervals: {pct}% bootstrap, {result.n_resamples} resamples")
+    params = parameter_table(result).rename(columns={"low": f"{pct}% low", "high": f"{pct}% high"})
+    print(params.to_string(index=False, formatters={c: fmt for c in params.columns[3:]}))
+    print()
+    print(selection_table(result).to_string(index=False, float_format=fmt))
+    if result.comparison is not None:
+        print(f"\n{result.comparison.family_a} vs {result.comparison.family_b}: {result.comparison.crossover.summary}")
+    if result.refusals:
+        print("\nnot fitted:")
+        for r in result.refusals:
+            print(f"  {r.family} {r.analysis}: {r.message}")
+    n_out = len(result.excluded())
+    if n_out:
+        print(f"\n{n_out} trials left out of the fits (diverged/failed/unfinished); reasons in fits.json")
+    print(f"\nwrote {out_dir / 'fits.json'}")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from analysis.report import report_tables, write_report
+
+    result = _analyze(args.dir, args)
+    _require_some_fit(result)
+    out_dir = (args.dir if args.dir.is_dir() else args.dir.parent) / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = write_report(result, out_dir)
+    print(f"wrote {out_dir}: " + ", ".join(sorted(paths)))
+    if args.wandb:
+        from analysis.wandb_log import log_report
+
+        run_dir = log_report(result, paths, report_tables(result), args.wandb_project, out_dir)
+        print(f"W&B summary run: {run_dir}")
+    return 0

@@ -1,0 +1,160 @@
+"""One family's quality against compute: the three forms, their intervals, model selection
+(AIC and leave-one-budget-out error) and the extrapolation check to the largest budget."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analysis.bootstrap import Batch, Interval, Points, best_per_budget, percentile_interval
+from analysis.powerlaw import (
+    FORMS, LogLinearLaw, PowerLaw, SaturatingLaw, exponent_index, fit_batch, law_from_row, predict_log,
+    predict_value,
+)
+from scaling.errors import GrscaleError
+
+MIN_BUDGETS = 4
+N_PARAMS = {"saturating": 3, "power": 2, "loglinear": 2}
+PARAM_NAMES = {"saturating": ("E", "A", "alpha"), "power": ("A", "alpha"), "loglinear": ("a", "b")}
+
+
+@dataclass(frozen=True)
+class FormScore:
+    """How well one form describes the data: AIC on log residuals, held-out errors."""
+
+    form: str
+    n_params: int
+    aic: float
+    heldout_rmse: float  # leave-one-budget-out RMS of log(predicted / observed)
+    extrapolation_error: float  # relative error at the largest budget, fitted without it
+
+
+@dataclass(frozen=True)
+class Extrapolation:
+    """The saturating law fitted without the largest budget, predicting it."""
+
+    budget: float
+    observed: float
+    predicted: float
+    relative_error: float
+
+
+@dataclass(frozen=True)
+class FamilyFit:
+    family: str
+    budgets: np.ndarray
+    losses: np.ndarray  # best point per budget, as measured
+    best_sizes: tuple[str, ...]
+    saturating: SaturatingLaw
+    power: PowerLaw
+    loglinear: LogLinearLaw
+    intervals: dict[str, Interval]  # "<form>.<param>" -> percentile interval
+    scores: tuple[FormScore, ...]
+    preferred_by_aic: str
+    preferred_by_heldout: str
+    extrapolation: Extrapolation | None
+    extrapolation_note: str
+    scheme: str
+    n_resamples: int
+    n_valid: int
+    samples: dict[str, np.ndarray] = field(repr=False)  # form -> (n_resamples, k), NaN rows failed
+
+    def law(self, form: str):
+        return {"saturating": self.saturating, "power": self.power, "loglinear": self.loglinear}[form]
+
+    def exponent_interval(self, form: str) -> Interval:
+        return self.intervals[f"{form}.{PARAM_NAMES[form][exponent_index(form)]}"]
+
+
+def check_budgets(points: Points) -> np.ndarray:
+    """The distinct budgets of a family, refusing data that cannot determine a law."""
+    budgets = np.unique(points.budget)
+    if len(budgets) == 1:
+        raise GrscaleError(
+            f"no spread in compute: every usable run of family {points.family!r} has C = {budgets[0]:.3g} FLOPs"
+        )
+    if len(budgets) < MIN_BUDGETS:
+        listed = ", ".join(f"{c:.3g}" for c in budgets)
+        raise GrscaleError(
+            f"family {points.family!r} has usable runs at only {len(budgets)} budgets ({listed}); "
+            f"a fit needs at least {MIN_BUDGETS}"
+        )
+    return budgets
+
+
+def fit_family(points: Points, batch: Batch, level: float) -> FamilyFit:
+    """Fit every form to the best point per budget, with bootstrap intervals over runs."""
+    check_budgets(points)
+    budgets, values, weights, chosen = best_per_budget(points, batch)
+    log_c, log_q = np.log(budgets), np.log(values)
+    valid = (weights > 0).sum(axis=1) >= MIN_BUDGETS
+    params = {form: fit_batch(form, log_c, log_q, weights) for form in FORMS}
+    samples = {form: np.where(valid[1:, None], p[1:], np.nan) for form, p in params.items()}
+    intervals = {
+        f"{form}.{name}": percentile_interval(samples[form][:, j], level)
+        for form in FORMS
+        for j, name in enumerate(PARAM_NAMES[form])
+    }
+    scores = tuple(_score(form, params[form][0], log_c, log_q[0]) for form in FORMS)
+    extrapolation, note = _extrapolation(budgets, values[0], scores)
+    return FamilyFit(
+        family=points.family,
+        budgets=budgets,
+        losses=values[0],
+        best_sizes=tuple(str(points.size[i]) for i in chosen[0]),
+        saturating=law_from_row("saturating", params["saturating"][0]),
+        power=law_from_row("power", params["power"][0]),
+        loglinear=law_from_row("loglinear", params["loglinear"][0]),
+        intervals=intervals,
+        scores=scores,
+        preferred_by_aic=min(scores, key=lambda s: s.aic).form,
+        preferred_by_heldout=min(scores, key=lambda s: s.heldout_rmse).form,
+        extrapolation=extrapolation,
+        extrapolation_note=note,
+        scheme=batch.scheme,
+        n_resamples=batch.values.shape[0] - 1,
+        n_valid=int(valid[1:].sum()),
+        samples=samples,
+    )
+
+
+def prediction_band(fit: FamilyFit, form: str, flops: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise percentile band of the bootstrap curves of `form` at `flops`."""
+    pred = np.exp(predict_log(form, fit.samples[form], np.log(flops)))
+    pred = pred[~np.isnan(fit.samples[form]).any(axis=1)]
+    low, high = np.nanquantile(pred, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return low, high
+
+
+def _score(form: str, row: np.ndarray, log_c: np.ndarray, log_q: np.ndarray) -> FormScore:
+    """AIC from the Gaussian likelihood of log residuals, and leave-one-budget-out errors."""
+    n, k = len(log_c), N_PARAMS[form]
+    resid = predict_log(form, row[None], log_c)[0] - log_q
+    # A prediction of Q <= 0 (possible for the log-linear form) is an infinitely bad fit.
+    resid = np.nan_to_num(resid, nan=np.inf)
+    rss = max(float(np.sum(resid**2)), 1e-300)  # noise-free data: AIC tends to -inf, not NaN
+    # Fold i leaves budget i out; the last fold is the extrapolation to the largest budget.
+    folds = 1.0 - np.eye(n)
+    fold_params = fit_batch(form, log_c, np.broadcast_to(log_q, (n, n)), folds)
+    heldout = np.array([predict_log(form, fold_params[i : i + 1], log_c[i : i + 1])[0, 0] for i in range(n)]) - log_q
+    heldout = np.nan_to_num(heldout, nan=np.inf)
+    predicted_top = predict_value(form, fold_params[-1:], log_c[-1:])[0, 0]
+    extrapolation = predicted_top / np.exp(log_q[-1]) - 1.0 if n > MIN_BUDGETS else np.nan
+    return FormScore(
+        form=form,
+        n_params=k,
+        aic=n * np.log(rss / n) + 2 * k,
+        heldout_rmse=float(np.sqrt(np.mean(heldout**2))),
+        extrapolation_error=float(extrapolation),
+    )
+
+
+def _extrapolation(budgets: np.ndarray, losses: np.ndarray, scores: tuple[FormScore, ...]) -> tuple[Extrapolation | None, str]:
+    if len(budgets) <= MIN_BUDGETS:
+        return None, (
+            f"not checked: fitting without the largest budget leaves {len(budgets) - 1} budgets, "
+            f"fewer than the {MIN_BUDGETS} a fit needs"
+        )
+    error = next(s.extrapolation_error for s in scores if s.form == "saturating")
+    observed = float(losses[-1])
+    return Extrapolation(float(budgets[-1]), observed, observed * (1.0 + error), error), ""

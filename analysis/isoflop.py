@@ -1,0 +1,178 @@
+"""Several sizes per budget: IsoFLOP profiles and their frontier N*(C) (Chinchilla approach 2),
+and the parametric L(N, D) = E + A / N^alpha + B / D^beta (approach 3), with bootstrap intervals.
+
+N is the non-embedding parameter count and D the training tokens (examples) seen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analysis.bootstrap import Batch, Interval, Points, percentile_interval
+from analysis.family import MIN_BUDGETS
+from analysis.optimize import fit_power_terms
+from analysis.powerlaw import weighted_line
+from scaling.errors import GrscaleError
+
+MIN_SIZES = 3  # a parabola needs three sizes
+MIN_PARAMETRIC_POINTS = 6
+
+
+@dataclass(frozen=True)
+class IsoflopProfile:
+    """Error against log N at one budget: loss = c2 u^2 + c1 u + c0 with u = ln N."""
+
+    budget: float
+    n_params: np.ndarray
+    losses: np.ndarray
+    coeffs: tuple[float, float, float]  # c2, c1, c0
+    n_opt: float
+    loss_opt: float
+    n_opt_interval: Interval
+
+    def predict(self, n_params: np.ndarray) -> np.ndarray:
+        u = np.log(n_params)
+        return self.coeffs[0] * u**2 + self.coeffs[1] * u + self.coeffs[2]
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """Compute-optimal size N*(C) = coefficient * C^exponent through the profiles' minima."""
+
+    exponent: float
+    coefficient: float
+    exponent_interval: Interval
+    n_valid: int
+    samples: np.ndarray = field(repr=False)  # (n_resamples, 2): log coefficient, exponent
+
+    def predict(self, flops: np.ndarray) -> np.ndarray:
+        return self.coefficient * np.asarray(flops, dtype=float) ** self.exponent
+
+
+@dataclass(frozen=True)
+class IsoflopFit:
+    family: str
+    profiles: tuple[IsoflopProfile, ...]
+    frontier: Frontier
+
+
+@dataclass(frozen=True)
+class ParametricLaw:
+    """L(N, D) = E + A / N^alpha + B / D^beta."""
+
+    E: float
+    A: float
+    alpha: float
+    B: float
+    beta: float
+
+    def predict(self, n_params: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        return self.E + self.A * np.asarray(n_params, float) ** -self.alpha + self.B * np.asarray(tokens, float) ** -self.beta
+
+
+@dataclass(frozen=True)
+class ParametricFit:
+    family: str
+    law: ParametricLaw
+    intervals: dict[str, Interval]
+    n_valid: int
+
+
+def fit_isoflop(points: Points, batch: Batch, level: float) -> IsoflopFit:
+    """Profiles at every budget with at least three sizes, and the frontier through their minima."""
+    budgets = [c for c in np.unique(points.budget) if np.sum(points.budget == c) >= MIN_SIZES]
+    if not budgets:
+        most = max(np.sum(points.budget == c) for c in np.unique(points.budget))
+        raise GrscaleError(
+            f"IsoFLOP analysis needs at least {MIN_SIZES} sizes at a budget; family {points.family!r} has at most {most}"
+        )
+    if len(budgets) < MIN_BUDGETS:
+        raise GrscaleError(
+            f"IsoFLOP frontier needs profiles at {MIN_BUDGETS} budgets; family {points.family!r} has "
+            f"{len(budgets)} budgets with at least {MIN_SIZES} sizes"
+        )
+    u = np.log(points.n_params)
+    log_opt, loss_opt, coeffs = [], [], []
+    for c in budgets:
+        idx = np.flatnonzero(points.budget == c)
+        fit = _parabola(u[idx], batch.values[:, idx], batch.weights[:, idx])
+        log_opt.append(fit[0])
+        loss_opt.append(fit[1])
+        coeffs.append(fit[2])
+    log_opt, loss_opt = np.array(log_opt).T, np.array(loss_opt).T  # (rows, budgets)
+    bad = [f"{c:.3g}" for c, v in zip(budgets, log_opt[0]) if np.isnan(v)]
+    if bad:
+        raise GrscaleError(
+            f"IsoFLOP profile of family {points.family!r} at C = {', '.join(bad)} FLOPs has no interior minimum "
+            "(the error is lowest at the smallest or largest size); add sizes beyond that end"
+        )
+    valid = ~np.isnan(log_opt).any(axis=1)
+    intercept, slope = weighted_line(np.log(budgets), np.where(valid[:, None], log_opt, 0.0), np.ones_like(log_opt))
+    samples = np.where(valid[1:, None], np.stack([intercept[1:], slope[1:]], axis=1), np.nan)
+    profiles = tuple(
+        IsoflopProfile(
+            budget=float(c),
+            n_params=points.n_params[points.budget == c],
+            losses=batch.values[0, points.budget == c],
+            coeffs=tuple(float(v) for v in coeffs[i][0]),
+            n_opt=float(np.exp(log_opt[0, i])),
+            loss_opt=float(loss_opt[0, i]),
+            n_opt_interval=percentile_interval(np.exp(log_opt[1:, i]), level),
+        )
+        for i, c in enumerate(budgets)
+    )
+    frontier = Frontier(
+        exponent=float(slope[0]),
+        coefficient=float(np.exp(intercept[0])),
+        exponent_interval=percentile_interval(samples[:, 1], level),
+        n_valid=int(valid[1:].sum()),
+        samples=samples,
+    )
+    return IsoflopFit(points.family, profiles, frontier)
+
+
+def fit_parametric(points: Points, batch: Batch, level: float) -> ParametricFit:
+    """Huber + L-BFGS multi-start fit of L(N, D) on every (size, budget) point."""
+    if len(np.unique(points.n_params)) < 2 or len(points.budget) < MIN_PARAMETRIC_POINTS:
+        raise GrscaleError(
+            f"L(N, D) needs at least 2 sizes and {MIN_PARAMETRIC_POINTS} (size, budget) points; family "
+            f"{points.family!r} has {len(np.unique(points.n_params))} sizes and {len(points.budget)} points"
+        )
+    logs = np.stack([np.log(points.n_params), np.log(points.tokens)], axis=1)
+    ref = logs.mean(axis=0)
+    grid = np.array([0.1, 0.3, 0.7])
+    e, a, alpha, b, beta = fit_power_terms(
+        logs - ref, np.log(batch.values), batch.weights,
+        e_fractions=np.array([1e-3, 0.5, 0.9]), exponents=grid, splits=np.array([[0.2, 0.8], [0.5, 0.5], [0.8, 0.2]]),
+    ).T
+    with np.errstate(over="ignore"):  # an unidentified resample's A or B overflows to inf: its interval says so
+        params = np.stack([np.exp(e), np.exp(a + alpha * ref[0]), alpha, np.exp(b + beta * ref[1]), beta], axis=1)
+    valid = (batch.weights > 0).sum(axis=1) >= MIN_PARAMETRIC_POINTS
+    names = ("E", "A", "alpha", "B", "beta")
+    intervals = {
+        name: percentile_interval(np.where(valid[1:], params[1:, j], np.nan), level) for j, name in enumerate(names)
+    }
+    return ParametricFit(points.family, ParametricLaw(*(float(v) for v in params[0])), intervals, int(valid[1:].sum()))
+
+
+def _parabola(u: np.ndarray, values: np.ndarray, weights: np.ndarray):
+    """Weighted quadratic fit per row; returns (log N* or NaN, error at N*, coefficients)."""
+    centre = u.mean()  # centred for a well-conditioned 3x3 system
+    x = np.stack([np.ones_like(u), u - centre, (u - centre) ** 2], axis=1)  # (n, 3)
+    gram = np.einsum("rn,ni,nj->rij", weights, x, x)
+    rhs = np.einsum("rn,ni,rn->ri", weights, x, values)
+    enough = (weights > 0).sum(axis=1) >= MIN_SIZES
+    gram[~enough] = np.eye(3)
+    c0, c1, c2 = np.linalg.solve(gram, rhs[..., None])[..., 0].T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vertex = -c1 / (2 * c2)
+    drawn = weights > 0
+    lowest = np.where(drawn, u - centre, np.inf).min(axis=1)
+    highest = np.where(drawn, u - centre, -np.inf).max(axis=1)
+    interior = enough & (c2 > 0) & (vertex >= lowest) & (vertex <= highest)
+    log_opt = np.where(interior, vertex + centre, np.nan)
+    loss_opt = c0 + c1 * vertex + c2 * vertex**2
+    # Back to coefficients in u = ln N itself, for plotting the measured profile.
+    coeffs = np.stack([c2, c1 - 2 * c2 * centre, c0 - c1 * centre + c2 * centre**2], axis=1)
+    return log_opt, loss_opt, coeffs

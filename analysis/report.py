@@ -1,0 +1,208 @@
+"""The study's answer in words, tables and figures: report.md and a self-contained report.html.
+
+The report is built once as a list of blocks and rendered twice, so the Markdown and the
+HTML always say the same thing.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import tables
+from analysis.bootstrap import Interval
+from analysis.family import FamilyFit
+from analysis.study import StudyResult
+
+# Beyond this relative error at the held-out budget, the report warns against extrapolating.
+EXTRAPOLATION_WARN = 0.05
+
+Block = tuple[str, object]  # ("h1" | "h2" | "p" | "ul" | "table" | "figure", payload)
+
+
+def fmt(value: object) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return "inf" if math.isinf(value) else f"{value:.4g}"
+    return str(value)
+
+
+def ci(value: float, interval: Interval) -> str:
+    return f"{fmt(value)} [{fmt(interval.low)}, {fmt(interval.high)}]"
+
+
+def report_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
+    """The tables the report shows (and W&B receives), by name."""
+    return {
+        "parameters": tables.parameter_table(result),
+        "model_selection": tables.selection_table(result),
+        "isoflop": tables.isoflop_table(result),
+        "compute_multiplier": tables.multiplier_table(result),
+        "refusals": tables.refusal_table(result),
+        "trials": tables.trials_for_report(result),
+    }
+
+
+def build_blocks(result: StudyResult, figure_stems: list[str]) -> list[Block]:
+    pct = f"{round(100 * result.level)}%"
+    metric = result.metric
+    target = (
+        f"`{metric.name}` is higher-is-better, so the laws are fitted to the error `{metric.fitted}`"
+        if metric.higher_is_better else f"`{metric.name}` is lower-is-better and is fitted as it is"
+    )
+    excluded = result.excluded()
+    blocks: list[Block] = [
+        ("h1", f"Scaling report: {result.sweep}"),
+        ("p", f"Quality metric: {target}. Each trial's quality is its final row (test metrics at the best "
+              f"validation point); per family, the fits use the best (size, budget) point at each budget, seeds averaged. "
+              f"Intervals are {pct} percentile bootstrap intervals over runs ({result.n_resamples} resamples, seed "
+              f"{result.seed}); they include run-to-run noise only, not choices held fixed across the sweep."),
+        ("p", f"{len(result.trials)} trials; {len(excluded)} left out of the fits (diverged, failed or unfinished; "
+              "listed with their reasons in the trials table)."),
+        ("h2", "What the data supports"),
+        ("ul", _supported(result, pct)),
+        ("h2", "What it does not support"),
+        ("ul", _unsupported(result)),
+        ("h2", "Figures"),
+    ]
+    blocks += [("figure", stem) for stem in figure_stems]
+    for name, frame in report_tables(result).items():
+        if not frame.empty:
+            blocks += [("h2", name.replace("_", " ").capitalize()), ("table", frame)]
+    return blocks
+
+
+def _family_line(family: str, fit: FamilyFit) -> str:
+    law = fit.saturating
+    aic = sorted(fit.scores, key=lambda s: s.aic)
+    line = (
+        f"**{family}**: Q = E + A C^-alpha with alpha = {ci(law.alpha, fit.exponent_interval('saturating'))}, "
+        f"E = {ci(law.E, fit.intervals['saturating.E'])}; pure power-law exponent "
+        f"{ci(fit.power.alpha, fit.exponent_interval('power'))}. AIC prefers the {aic[0].form} form "
+        f"(by {fmt(aic[1].aic - aic[0].aic)} over {aic[1].form}); leave-one-budget-out error prefers "
+        f"{fit.preferred_by_heldout}. Bootstrap: {fit.n_valid}/{fit.n_resamples} resamples fitted ({fit.scheme})."
+    )
+    if fit.extrapolation is not None:
+        ex = fit.extrapolation
+        line += (f" Extrapolation check: fitted without C = {fmt(ex.budget)}, the law predicts it with relative "
+                 f"error {ex.relative_error:+.1%}.")
+    return line
+
+
+def _supported(result: StudyResult, pct: str) -> list[str]:
+    items = [_family_line(f, fit) for f, fit in sorted(result.fits.items())]
+    for family, iso in sorted(result.isoflop.items()):
+        front = iso.frontier
+        items.append(f"**{family}** compute-optimal size: N* ~ C^a with a = {ci(front.exponent, front.exponent_interval)} "
+                     f"from {len(iso.profiles)} IsoFLOP profiles.")
+    for family, par in sorted(result.parametric.items()):
+        items.append(f"**{family}** L(N, D) = E + A/N^alpha + B/D^beta: alpha = {ci(par.law.alpha, par.intervals['alpha'])}, "
+                     f"beta = {ci(par.law.beta, par.intervals['beta'])}, E = {ci(par.law.E, par.intervals['E'])}.")
+    cmp = result.comparison
+    if cmp is not None:
+        a, b = cmp.family_a, cmp.family_b
+        items.append(f"**{a} vs {b}**: alpha {ci(cmp.alpha_a, cmp.alpha_a_interval)} vs {ci(cmp.alpha_b, cmp.alpha_b_interval)}; "
+                     f"{cmp.crossover.summary} ({cmp.crossover.bootstrap_share_in_range:.0%} of bootstrap pairs cross "
+                     "inside the measured range).")
+        top = cmp.multipliers[-1]
+        items.append(f"Compute multiplier: to match {a}'s fitted quality at C = {fmt(top.flops)} ({fmt(top.quality)}), "
+                     f"{b} needs {fmt(top.multiplier)}x the compute ({pct} interval {fmt(top.interval.low)} to "
+                     f"{fmt(top.interval.high)}; inf: {b}'s curve never gets there).")
+        p = cmp.plateau
+        verdict = ("includes 0: a plateau cannot be ruled out" if p.includes_zero
+                   else "excludes 0: it still improves with compute")
+        items.append(f"Plateau test: {p.family}'s log-log slope (pure power-law exponent) "
+                     f"{ci(p.exponent, p.interval)} {verdict}.")
+    return items or ["No law could be fitted (see below)."]
+
+
+def _unsupported(result: StudyResult) -> list[str]:
+    items = [f"{r.family} {r.analysis}: not fitted: {r.message}." for r in result.refusals]
+    for family, fit in sorted(result.fits.items()):
+        ex = fit.extrapolation
+        if ex is None:
+            items.append(f"{family}: extrapolation {fit.extrapolation_note}.")
+        elif abs(ex.relative_error) > EXTRAPOLATION_WARN:
+            items.append(f"{family}: the law misses the held-out largest budget by {ex.relative_error:+.1%}; "
+                         "predictions beyond the measured compute are not supported.")
+        interval = fit.exponent_interval("saturating")
+        if not interval.low > 0 or interval.high > 2 * interval.low:
+            items.append(f"{family}: the saturating exponent is weakly determined ({ci(fit.saturating.alpha, interval)}).")
+    cmp = result.comparison
+    if cmp is not None and cmp.crossover.flops and not any(
+        cmp.crossover.measured_range[0] <= c <= cmp.crossover.measured_range[1] for c in cmp.crossover.flops
+    ):
+        items.append("The crossover lies outside the measured compute: it is an extrapolation of both laws.")
+    items.append("Any statement about compute beyond the largest measured budget rests on the functional form.")
+    return items
+
+
+def render_markdown(blocks: list[Block]) -> str:
+    out = []
+    for kind, payload in blocks:
+        if kind == "h1":
+            out.append(f"# {payload}")
+        elif kind == "h2":
+            out.append(f"## {payload}")
+        elif kind == "p":
+            out.append(str(payload))
+        elif kind == "ul":
+            out.append("\n".join(f"- {item}" for item in payload))
+        elif kind == "figure":
+            out.append(f"![{payload}]({payload}.png)")
+        elif kind == "table":
+            frame = payload.map(fmt)
+            lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+            lines += ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in frame.itertuples(index=False)]
+            out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+def render_html(blocks: list[Block], figure_dir: Path) -> str:
+    """One file, figures embedded as base64 PNG: no external references."""
+    body = []
+    for kind, payload in blocks:
+        if kind in ("h1", "h2", "p"):
+            body.append(f"<{kind}>{_inline(str(payload))}</{kind}>")
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in payload) + "</ul>")
+        elif kind == "figure":
+            data = base64.b64encode((figure_dir / f"{payload}.png").read_bytes()).decode()
+            body.append(f'<figure><img alt="{payload}" src="data:image/png;base64,{data}"><figcaption>{payload}</figcaption></figure>')
+        elif kind == "table":
+            frame = payload.map(fmt)
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False))
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
+             "table{border-collapse:collapse;font-size:12px;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:2px 6px}"
+             "img{max-width:100%}code{background:#f3f3f3}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>grscale report</title><style>{style}</style>"
+            f"</head><body>{''.join(body)}</body></html>\n")
+
+
+def _inline(text: str) -> str:
+    """Escape, then turn the two Markdown marks the report uses (**bold**, `code`) into tags."""
+    parts = html.escape(text).split("**")
+    text = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+    parts = text.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def write_report(result: StudyResult, out_dir: Path) -> dict[str, Path]:
+    """Figures, report.md and report.html into out_dir; returns the written paths by name."""
+    from analysis.plots import all_figures, save_figures  # matplotlib only when a report is drawn
+
+    figure_paths = save_figures(all_figures(result), out_dir)
+    blocks = build_blocks(result, list(figure_paths))
+    (out_dir / "report.md").write_text(render_markdown(blocks))
+    (out_dir / "report.html").write_text(render_html(blocks, out_dir))
+    paths = {"report.md": out_dir / "report.md", "report.html": out_dir / "report.html"}
+    for stem, by_ext in figure_paths.items():
+        for ext, path in by_ext.items():
+            paths[f"{stem}.{ext}"] = path
+    return paths

@@ -1,0 +1,126 @@
+"""A whole sweep's analysis: every family's fits, the IsoFLOP analyses and the comparison,
+with each analysis that cannot be made recorded as a refusal instead of a curve."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analysis.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, family_points, resample
+from analysis.compare import Comparison, compare, default_pair
+from analysis.family import FamilyFit, fit_family
+from analysis.isoflop import IsoflopFit, ParametricFit, fit_isoflop, fit_parametric
+from analysis.results import Metric, choose_metric, trial_table
+from scaling.errors import GrscaleError
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An analysis that the data cannot support, and why."""
+
+    family: str
+    analysis: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    sweep: str
+    metric: Metric
+    level: float
+    n_resamples: int
+    seed: int
+    fits: dict[str, FamilyFit]
+    isoflop: dict[str, IsoflopFit]
+    parametric: dict[str, ParametricFit]
+    comparison: Comparison | None
+    refusals: tuple[Refusal, ...]
+    trials: pd.DataFrame = field(repr=False)
+
+    def excluded(self) -> pd.DataFrame:
+        """Trials left out of every fit (diverged, failed, unfinished), with their reasons."""
+        return self.trials[~self.trials["usable"]]
+
+
+def analyze(
+    frame: pd.DataFrame,
+    *,
+    metric: str | None = None,
+    families: list[str] | None = None,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    level: float = DEFAULT_LEVEL,
+    seed: int = 0,
+) -> StudyResult:
+    """Fit everything the results table supports; refusals are collected, not raised."""
+    if n_resamples < 1:
+        raise GrscaleError(f"--bootstrap must be at least 1, got {n_resamples}")
+    chosen = choose_metric(frame, metric)
+    trials = trial_table(frame, chosen)
+    present = sorted(trials["family"].unique())
+    families = families or present
+    unknown = [f for f in families if f not in present]
+    if unknown:
+        raise GrscaleError(f"family {', '.join(unknown)} not in the table; it has {', '.join(present)}")
+    fits, isoflop, parametric, refusals = {}, {}, {}, []
+    for family in families:
+        # One generator per family, so a family's intervals do not depend on which others run.
+        rng = np.random.default_rng([seed, zlib.crc32(family.encode())])
+        try:
+            points = family_points(trials, family)
+        except GrscaleError as error:
+            refusals.append(Refusal(family, "all", str(error)))
+            continue
+        batch = resample(points, n_resamples, rng)
+        for name, fitter, store in (
+            ("quality vs compute", fit_family, fits),
+            ("IsoFLOP", fit_isoflop, isoflop),
+            ("L(N, D)", fit_parametric, parametric),
+        ):
+            try:
+                store[family] = fitter(points, batch, level)
+            except GrscaleError as error:
+                refusals.append(Refusal(family, name, str(error)))
+    comparison = None
+    pair = default_pair(families)
+    if pair is not None:
+        missing = [f for f in pair if f not in fits]
+        if missing:
+            refusals.append(Refusal(" vs ".join(pair), "comparison", f"no quality-vs-compute fit for {', '.join(missing)}"))
+        else:
+            comparison = compare(fits[pair[0]], fits[pair[1]], level)
+    sweeps = sorted(trials["sweep"].astype(str).unique())
+    return StudyResult(
+        sweep=",".join(sweeps), metric=chosen, level=level, n_resamples=n_resamples, seed=seed,
+        fits=fits, isoflop=isoflop, parametric=parametric, comparison=comparison,
+        refusals=tuple(refusals), trials=trials,
+    )
+
+
+def to_dict(result: StudyResult) -> dict:
+    """JSON-ready form of a result: bootstrap samples and the trial frame left out (repr=False)."""
+    out = _plain(result)
+    out["metric"]["fitted"] = result.metric.fitted
+    out["excluded_trials"] = [
+        {"trial_id": r.trial_id, "family": r.family, "status": r.status, "reason": r.note}
+        for r in result.excluded().itertuples()
+    ]
+    return out
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else (None if math.isnan(value) else str(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,85 @@
+"""The result as tidy tables: what `grscale fit` prints, the report shows and W&B receives."""
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from analysis.bootstrap import Interval
+from analysis.family import PARAM_NAMES
+from analysis.powerlaw import FORMS
+from analysis.study import StudyResult
+
+LAW_TEXT = {
+    "saturating": "Q = E + A C^-alpha",
+    "power": "Q = A C^-alpha",
+    "loglinear": "Q = a + b ln C",
+}
+
+
+def parameter_table(result: StudyResult) -> pd.DataFrame:
+    """Every fitted parameter with its bootstrap interval."""
+    rows = []
+
+    def add(family: str, fit: str, name: str, value: float, interval: Interval) -> None:
+        rows.append(dict(family=family, fit=fit, parameter=name, value=value, low=interval.low, high=interval.high))
+
+    for family, fit in sorted(result.fits.items()):
+        for form in FORMS:
+            law = dataclasses.asdict(fit.law(form))
+            for name in PARAM_NAMES[form]:
+                add(family, LAW_TEXT[form], name, law[name], fit.intervals[f"{form}.{name}"])
+    for family, iso in sorted(result.isoflop.items()):
+        front = iso.frontier
+        add(family, "N*(C) = k C^a (IsoFLOP)", "a", front.exponent, front.exponent_interval)
+    for family, par in sorted(result.parametric.items()):
+        law = dataclasses.asdict(par.law)
+        for name, interval in par.intervals.items():
+            add(family, "L = E + A/N^alpha + B/D^beta", name, law[name], interval)
+    return pd.DataFrame(rows, columns=["family", "fit", "parameter", "value", "low", "high"])
+
+
+def selection_table(result: StudyResult) -> pd.DataFrame:
+    """AIC and held-out errors of the three forms, per family."""
+    rows = []
+    for family, fit in sorted(result.fits.items()):
+        best_aic = min(s.aic for s in fit.scores)
+        for s in fit.scores:
+            rows.append(dict(
+                family=family, form=LAW_TEXT[s.form], params=s.n_params, aic=s.aic, delta_aic=s.aic - best_aic,
+                lobo_rmse_log=s.heldout_rmse, extrapolation_rel_error=s.extrapolation_error,
+            ))
+    return pd.DataFrame(rows, columns=["family", "form", "params", "aic", "delta_aic", "lobo_rmse_log", "extrapolation_rel_error"])
+
+
+def isoflop_table(result: StudyResult) -> pd.DataFrame:
+    rows = [
+        dict(family=family, budget=p.budget, n_opt=p.n_opt, low=p.n_opt_interval.low, high=p.n_opt_interval.high, loss_at_opt=p.loss_opt)
+        for family, iso in sorted(result.isoflop.items())
+        for p in iso.profiles
+    ]
+    return pd.DataFrame(rows, columns=["family", "budget", "n_opt", "low", "high", "loss_at_opt"])
+
+
+def multiplier_table(result: StudyResult) -> pd.DataFrame:
+    """Compute family B needs to match family A's fitted quality, as a multiple of A's."""
+    cmp = result.comparison
+    rows = [] if cmp is None else [
+        dict(flops=m.flops, quality_a=m.quality, multiplier=m.multiplier, low=m.interval.low, high=m.interval.high)
+        for m in cmp.multipliers
+    ]
+    return pd.DataFrame(rows, columns=["flops", "quality_a", "multiplier", "low", "high"])
+
+
+def trials_for_report(result: StudyResult) -> pd.DataFrame:
+    """Every trial, with whether it entered the fits and why not."""
+    t = result.trials
+    return pd.DataFrame({
+        "trial_id": t["trial_id"], "family": t["family"], "size": t["size"], "seed": t["seed"],
+        "budget": t["budget"], "status": t["status"], result.metric.name: t["value"],
+        "used": t["usable"], "reason": t["note"],
+    })
+
+
+def refusal_table(result: StudyResult) -> pd.DataFrame:
+    return pd.DataFrame([dataclasses.asdict(r) for r in result.refusals], columns=["family", "analysis", "message"])

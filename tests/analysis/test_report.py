@@ -1,0 +1,121 @@
+"""`grscale fit` and `grscale report` end to end on a generated sweep, W&B offline."""
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.cli import register
+from scaling.errors import GrscaleError
+from tests.analysis.synth import chinchilla, failed_trial, results_table
+
+LAW = dict(E=1.69, A=406.4, alpha=0.34, B=410.7, beta=0.28)
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    """Two families, five sizes, five budgets, two seeds, and one diverged trial."""
+    rng = np.random.default_rng(0)
+    budgets = np.logspace(15, 19, 5)
+    sizes = np.logspace(6, 9, 5)
+    table = pd.concat([
+        results_table(chinchilla(**LAW), family="hstu", sizes={f"hstu-{i}": n for i, n in enumerate(sizes)},
+                      budgets=budgets, seeds=2, noise=0.01, rng=rng, sweep="demo"),
+        results_table(chinchilla(2.5, 300.0, 0.3, 300.0, 0.2), family="dlrm",
+                      sizes={f"dlrm-{i}": n for i, n in enumerate(sizes)}, budgets=budgets, seeds=2, noise=0.01,
+                      rng=rng, sweep="demo"),
+        failed_trial("dlrm", "diverged", "loss became inf at step 7", sweep="demo"),
+    ])
+    path = tmp_path_factory.mktemp("runs") / "demo"
+    path.mkdir()
+    table.to_parquet(path / "results.parquet")
+    return path
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="grscale")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_fit_writes_fits_json_and_prints_table(sweep_dir, tmp_path, capsys):
+    assert run_cli(["fit", str(sweep_dir / "results.parquet"), "--bootstrap", "50", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "alpha" in out and "90% low" in out
+    fits = json.loads((tmp_path / "fits.json").read_text())
+    assert set(fits["fits"]) == {"hstu", "dlrm"}
+    assert fits["metric"]["fitted"] == "test/nll"
+    assert fits["fits"]["hstu"]["intervals"]["saturating.alpha"]["level"] == 0.9
+    assert fits["excluded_trials"][0]["reason"] == "diverged: loss became inf at step 7"
+    assert fits["comparison"]["plateau"]["family"] == "dlrm"
+
+
+def test_fit_one_family_next_to_results(sweep_dir):
+    assert run_cli(["fit", str(sweep_dir), "--family", "hstu", "--bootstrap", "20"]) == 0
+    assert set(json.loads((sweep_dir / "fits.json").read_text())["fits"]) == {"hstu"}
+
+
+def test_fit_refuses_when_nothing_can_be_fitted(tmp_path):
+    failed_trial("dlrm", "diverged", "NaN loss").to_csv(tmp_path / "results.csv", index=False)
+    with pytest.raises(GrscaleError, match="all 1 runs of family 'dlrm' diverged"):
+        run_cli(["fit", str(tmp_path / "results.csv"), "--bootstrap", "5"])
+
+
+def test_report_writes_self_contained_html_figures_and_wandb_run(sweep_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    assert run_cli(["report", str(sweep_dir), "--bootstrap", "100", "--wandb-project", "grscale-test"]) == 0
+    report = sweep_dir / "report"
+    for stem in ("quality_vs_flops", "isoflop", "frontier", "residuals"):
+        assert (report / f"{stem}.png").stat().st_size > 1000
+        assert (report / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
+    md = (report / "report.md").read_text()
+    assert "dlrm-bad-C1e+14-diverged" in md and "diverged: loss became inf at step 7" in md
+    assert "AIC prefers" in md and "Extrapolation check" in md and "Plateau test" in md
+    html = (report / "report.html").read_text()
+    sources = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<link" not in html and "<script" not in html
+    assert "loss became inf at step 7" in html
+
+    import wandb
+
+    wandb.teardown()  # the offline transaction log is complete once the W&B service has closed it
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    media = {p.name.split("_")[0] for p in (run_dir / "files" / "media").rglob("*") if p.is_file()}
+    assert {"quality", "isoflop", "frontier", "residuals", "trials", "parameters"} <= media
+    (log,) = run_dir.glob("*.wandb")
+    data = log.read_bytes()
+    for key in (b"hstu/alpha", b"dlrm/alpha_high", b"hstu/frontier_exponent", b"comparison/plateau", b"grscale-test"):
+        assert key in data
+
+
+def test_report_without_wandb(sweep_dir, capsys):
+    assert run_cli(["report", str(sweep_dir), "--bootstrap", "20", "--no-wandb"]) == 0
+    assert "W&B" not in capsys.readouterr().out
+
+
+def test_analysis_never_loads_torch(sweep_dir, tmp_path):
+    code = f"""
+import sys
+import analysis.cli, analysis.study, analysis.report, analysis.plots, analysis.wandb_log
+from analysis.results import load_results
+from analysis.study import analyze
+from analysis.report import write_report
+from pathlib import Path
+result = analyze(load_results({str(sweep_dir)!r}), n_resamples=20)
+write_report(result, Path({str(tmp_path)!r}))
+assert "torch" not in sys.modules, "analysis loaded torch"
+print("ok")
+"""
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=repo)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
