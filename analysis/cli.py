@@ -83,18 +83,29 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_report(args: argparse.Namespace) -> int:
+def report_sweep(sweep_dir: Path, *, metric: str | None = None, n_resamples: int = DEFAULT_RESAMPLES,
+                 seed: int = 0, wandb: bool = True, wandb_project: str = "grscale"):
+    """Fit everything the sweep's results support, write sweep_dir/report/ and (optionally) log
+    it to W&B. Returns (StudyResult, report folder)."""
     from analysis.report import report_tables, write_report
+    from analysis.results import load_results
+    from analysis.study import analyze
 
-    result = _analyze(args.dir, args)
+    result = analyze(load_results(sweep_dir), metric=metric, n_resamples=n_resamples, level=DEFAULT_LEVEL, seed=seed)
     _require_some_fit(result)
-    out_dir = (args.dir if args.dir.is_dir() else args.dir.parent) / "report"
+    out_dir = (sweep_dir if sweep_dir.is_dir() else sweep_dir.parent) / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = write_report(result, out_dir)
     print(f"wrote {out_dir}: " + ", ".join(sorted(paths)))
-    if args.wandb:
+    if wandb:
         from analysis.wandb_log import log_report
 
-        run_dir = log_report(result, paths, report_tables(result), args.wandb_project, out_dir)
+        run_dir = log_report(result, paths, report_tables(result), wandb_project, out_dir)
         print(f"W&B summary run: {run_dir}")
+    return result, out_dir
+
+
+def run_report(args: argparse.Namespace) -> int:
+    report_sweep(args.dir, metric=args.metric, n_resamples=args.bootstrap, seed=args.seed, wandb=args.wandb,
+                 wandb_project=args.wandb_project)
     return 0

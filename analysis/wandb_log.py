@@ -42,6 +42,7 @@ def log_report(
         mode=os.environ.get("WANDB_MODE", "offline"),
         dir=os.environ.get("WANDB_DIR", str(out_dir)),
         config={"metric": result.metric.name, "n_resamples": result.n_resamples, "level": result.level, "seed": result.seed},
+        settings=wandb.Settings(silent=True, console="off"),
     )
     try:
         run.log({f"figures/{name[:-4]}": wandb.Image(str(path)) for name, path in figure_paths.items() if name.endswith(".png")})

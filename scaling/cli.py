@@ -16,6 +16,9 @@ COMMAND_MODULES = (
     "scaling.data.cli",
     "scaling.train_cli",
     "scaling.bench_cli",
+    "sweeps.cli",
+    "analysis.cli",
+    "scaling.demo",
 )
 
 

@@ -193,9 +193,12 @@ class Trainer:
         data = self.split.val if which == "val" else self.split.test
         return evaluate(self.model, data, self.cfg, self.device)
 
-    def validation_point(self, is_final: bool) -> dict[str, Any]:
+    def validation_point(self, is_final: bool) -> dict[str, Any] | None:
+        """The evaluation row, or None where the model's validation metric is not finite."""
         metrics = self.evaluate_split("val")
         value = metrics[self.cfg.selection_metric]
+        if not math.isfinite(value):
+            return None
         if value < self.state.best_value or self.best_model_state is None:
             self.state.best_value, self.state.best_step = value, self.state.step
             self.best_model_state = copy.deepcopy(self.model.state_dict())
@@ -269,6 +272,10 @@ class Trainer:
                     s.next_eval += 1
                 is_final = s.next_eval == len(self.fractions)
                 row = self.validation_point(is_final)
+                if row is None:
+                    status = "diverged"
+                    error = f"non-finite validation {cfg.selection_metric} at step {s.step}"
+                    break
                 s.wall_s = time.perf_counter() - started
                 row["wall_s"] = round(s.wall_s, 3)
                 self.emit(row)

@@ -4,7 +4,10 @@ Items have latent vectors grouped around topics. Each user's interests are a dra
 hierarchical Dirichlet process over those topics (a global stick-breaking prior shared by all
 users, a Dirichlet draw per user), and they drift: at every step the user's topic weights
 move a little towards a fresh draw. An interaction picks a topic from the current weights
-and an item from that topic's popularity-skewed distribution; its engagement label is
+and an item from that topic's popularity-skewed distribution, or, with probability
+`follow_prob`, follows the previous item: one of that item's few fixed successors, soon after
+it. The follow-ups give the data an order that a sequence model can learn and a bag of recent
+items cannot, and a transition table whose size rewards capacity. The engagement label is
 Bernoulli in the affinity between the user's current interest vector and the item.
 Sizes are parameters, so data size is a scaling axis; the same seed gives the same data.
 """
@@ -31,6 +34,9 @@ class SyntheticConfig:
     drift: float = 0.05  # per-step pull of a user's topic weights towards a fresh draw
     topic_sharpness: float = 8.0  # how strongly a topic concentrates on its nearest items
     label_scale: float = 6.0  # slope of the engagement probability in the affinity
+    follow_prob: float = 0.5  # chance that an interaction follows up on the previous item
+    num_successors: int = 2  # the fixed follow-ups of each item, drawn from its own topic
+    follow_gap: float = 0.1  # follow-ups come this fraction of the user's usual gap later
     min_seq_len: int = 3  # enough for a leave-one-out split
 
     def to_dict(self) -> dict:
@@ -41,6 +47,8 @@ class SyntheticConfig:
             raise GrscaleError("synthetic data needs num_users >= 1 and num_items >= 2")
         if self.mean_seq_len < self.min_seq_len:
             raise GrscaleError(f"synthetic mean_seq_len must be >= {self.min_seq_len}, got {self.mean_seq_len}")
+        if not 0.0 <= self.follow_prob <= 1.0 or self.num_successors < 1:
+            raise GrscaleError("synthetic follow_prob must be in [0, 1] and num_successors >= 1")
 
 
 def _stick_breaking(rng: np.random.Generator, gamma: float, k: int) -> np.ndarray:
@@ -73,13 +81,21 @@ def generate_synthetic(config: SyntheticConfig) -> InteractionLog:
     topic_item_cdf /= topic_item_cdf[:, -1:]
     flat_cdf = (topic_item_cdf + np.arange(k)[:, None]).ravel()
 
+    def draw_from_topics(topics: np.ndarray) -> np.ndarray:
+        # Row t of the flat CDF spans [t, t+1): one searchsorted draws every item at once.
+        position = np.searchsorted(flat_cdf, topics + rng.random(topics.size))
+        return np.minimum(position - topics * config.num_items, config.num_items - 1)
+
+    successors = draw_from_topics(np.repeat(item_topic, config.num_successors)).reshape(config.num_items, -1)
+
     beta = _stick_breaking(rng, config.concentration, k)
     alpha = config.user_concentration * beta
     n_users = config.num_users
     extra = max(config.mean_seq_len - config.min_seq_len, 1e-9)
     lengths = config.min_seq_len + rng.geometric(1.0 / (1.0 + extra), size=n_users) - 1
     weights = rng.dirichlet(alpha, size=n_users)
-    rate = rng.lognormal(mean=np.log(3600.0), sigma=1.0, size=n_users)  # mean gap per user, seconds
+    # Mean gap per user: a day or so, so histories span weeks to months of a year-long log.
+    rate = rng.lognormal(mean=np.log(86400.0), sigma=1.0, size=n_users)
     clock = 1.6e9 + rng.uniform(0, 3e7, size=n_users)
 
     max_len = int(lengths.max())
@@ -89,14 +105,14 @@ def generate_synthetic(config: SyntheticConfig) -> InteractionLog:
     for step in range(max_len):
         active = np.flatnonzero(lengths > step)
         w = weights[active]
-        topics = _sample_rows(rng, np.cumsum(w, axis=1))
-        # Row t of the flat CDF spans [t, t+1): one searchsorted draws every user's item at once.
-        position = np.searchsorted(flat_cdf, topics + rng.random(active.size))
-        chosen = np.minimum(position - topics * config.num_items, config.num_items - 1)
+        chosen = draw_from_topics(_sample_rows(rng, np.cumsum(w, axis=1)))
+        follows = (rng.random(active.size) < config.follow_prob) & (step > 0)
+        previous = items[active, step - 1] - 1
+        chosen = np.where(follows, successors[previous, rng.integers(0, config.num_successors, active.size)], chosen)
         interest = w @ topic_vecs
         affinity = np.einsum("ij,ij->i", interest, item_vecs[chosen])
         p_engage = 1.0 / (1.0 + np.exp(-config.label_scale * (affinity - 0.3)))
-        clock[active] += rng.exponential(rate[active])
+        clock[active] += rng.exponential(rate[active]) * np.where(follows, config.follow_gap, 1.0)
         items[active, step] = chosen + 1
         times[active, step] = clock[active].astype(np.int64)
         labels[active, step] = (rng.random(active.size) < p_engage).astype(np.float32)

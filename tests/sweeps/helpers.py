@@ -1,0 +1,103 @@
+"""Tiny sweep specs, a CLI runner in a subprocess, and a reader of W&B offline run files."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+# One step of hstu-xs / dlrm-xs on this data is ~1e7 FLOPs: budgets of 1e8..4e8 are 10..40 steps.
+TINY_SPEC: dict[str, Any] = {
+    "name": "tiny",
+    "synthetic": {"num_users": 120, "num_items": 60, "mean_seq_len": 10, "seed": 1},
+    "families": {"hstu": ["xs"], "dlrm": ["xs"]},
+    "budgets": [1e8, 2e8],
+    "seeds": [0],
+    "trial": {"max_seq_len": 16, "batch_size": 32, "num_negatives": 16},
+    "resources": {"cpus": 1},
+    "max_concurrent_trials": 2,
+}
+
+
+def tiny_spec(**changes: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(TINY_SPEC)
+    spec.update(copy.deepcopy(changes))
+    return spec
+
+
+def write_spec(folder: Path, spec: dict[str, Any]) -> Path:
+    path = folder / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", RAY_USAGE_STATS_ENABLED="0",
+               RAY_AUTH_MODE="disabled", PYTHONPATH=str(REPO))
+    env.pop("WANDB_API_KEY", None)  # tests never go online
+    return env
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "scaling.cli", *args]
+
+
+def run_cli(*args: str, timeout: float = 150) -> subprocess.CompletedProcess:
+    return subprocess.run(cli_command(*args), cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+# --- W&B offline runs: the .wandb file is a LevelDB-style log of protobuf Records --------------------
+_BLOCK, _HEADER = 32768, 7
+
+
+def wandb_records(path: Path) -> Iterator[Any]:
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B transaction log"
+    pos, pending = _HEADER, b""
+    while pos + _HEADER <= len(data):
+        left = _BLOCK - pos % _BLOCK
+        if left < _HEADER:  # a block's tail too short for a header is padding
+            pos += left
+            continue
+        _checksum, length, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
+        chunk = data[pos + _HEADER:pos + _HEADER + length]
+        pos += _HEADER + length
+        pending = chunk if kind in (1, 2) else pending + chunk  # 1 full, 2 first, 3 middle, 4 last
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+
+
+def read_offline_run(trial_dir: Path) -> dict[str, Any]:
+    """The latest offline run under a trial folder: name, group, tags, config, history, exit code."""
+    runs = sorted((trial_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert runs, f"no offline W&B run under {trial_dir}"
+    out: dict[str, Any] = {"history": [], "config": {}, "metrics": [], "exit_code": None}
+    for record in wandb_records(runs[-1]):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            out.update(name=record.run.display_name, group=record.run.run_group, tags=list(record.run.tags),
+                       project=record.run.project)
+            out["config"].update({i.key: json.loads(i.value_json) for i in record.run.config.update})
+        elif kind == "config":
+            out["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
+        elif kind == "history":
+            out["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                                   for i in record.history.item})
+        elif kind == "metric":
+            out["metrics"].append((record.metric.glob_name or record.metric.name, record.metric.step_metric))
+        elif kind == "exit":
+            out["exit_code"] = record.exit.exit_code
+    return out

@@ -1,0 +1,46 @@
+"""Every spec shipped in sweeps/specs/ loads, validates and expands; its budgets buy a step of
+every size where the dataset is on this machine."""
+from pathlib import Path
+
+import pytest
+
+from scaling.errors import GrscaleError
+from sweeps.check import check_budgets
+from sweeps.grid import budget_values, expand
+from sweeps.spec import load_spec
+
+SPECS = sorted((Path(__file__).resolve().parents[2] / "sweeps" / "specs").glob("*.yaml"))
+REAL_DATA = Path(__import__("os").environ.get("GRSCALE_DATA_DIR", "/nonexistent"))
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_committed_spec_is_valid(path):
+    spec = load_spec(path)
+    plans = expand(spec)
+    assert plans and len({p.trial_id for p in plans}) == len(plans)
+    if spec.dataset != "synthetic" and not (REAL_DATA / spec.dataset).is_dir():
+        pytest.skip(f"{spec.dataset} is not in {REAL_DATA}")
+    try:
+        check_budgets(spec, plans)
+    except GrscaleError as error:
+        pytest.fail(str(error))
+
+
+def test_demo_spec_meets_the_demo_brief():
+    spec = load_spec(next(p for p in SPECS if p.stem == "demo"))
+    budgets = budget_values(spec)
+    assert set(spec.families) == {"hstu", "dlrm"} and all(len(s) >= 3 for s in spec.families.values())
+    assert len(budgets) >= 4 and max(budgets) / min(budgets) >= 10**1.5 - 1e-9
+
+
+@pytest.mark.parametrize("name", ["ml1m-retrieval", "ml1m-ranking"])
+def test_study_specs_meet_the_study_brief(name):
+    spec = load_spec(next(p for p in SPECS if p.stem == name))
+    budgets = budget_values(spec)
+    assert all(len(sizes) >= 4 for sizes in spec.families.values())
+    assert max(budgets) / min(budgets) >= 100
+    smallest = sorted(budgets)[:2]
+    plans = expand(spec)
+    for budget in smallest:
+        seeds = {p.config.seed for p in plans if p.config.budget == budget}
+        assert len(seeds) == 2

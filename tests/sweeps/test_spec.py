@@ -1,0 +1,96 @@
+"""Spec validation (one message naming the field) and grid expansion: ids, counts, seeds, lrs, budgets."""
+from __future__ import annotations
+
+import pytest
+
+from scaling.errors import GrscaleError
+from sweeps.check import check_budgets
+from sweeps.grid import budget_values, expand, short_number, trial_id
+from sweeps.spec import load_spec, spec_from_dict
+from tests.sweeps.helpers import REPO, tiny_spec
+
+
+def expanded(**changes):
+    spec = spec_from_dict(tiny_spec(**changes))
+    plans = expand(spec)
+    check_budgets(spec, plans)
+    return plans
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"colour": "red"}, "spec: unknown key(s) colour"),
+    ({"families": {"hstu": ["xs", "xxl"]}}, "spec.families.hstu: unknown size 'xxl'; known: xs, s, m"),
+    ({"families": {"gpt": ["xs"]}}, "spec.families: unknown family 'gpt'; known: hstu, sasrec, dlrm"),
+    ({"families": {"hstu": []}}, "spec.families.hstu: no sizes, so the grid has zero trials"),
+    ({"families": {}}, "spec.families: no families, so the grid has zero trials"),
+    ({"budgets": []}, "spec.budgets: expected a non-empty list of FLOPs (an empty one gives zero trials)"),
+    ({"seeds": []}, "spec.seeds: expected a non-empty list of integer seeds (an empty one gives zero trials)"),
+    ({"budgets": ["lots"]}, "spec.budgets: expected a number, got 'lots'"),
+    ({"budgets": {"min": 1e9, "max": 1e8}}, "spec.budgets: max 1e+08 is below min 1e+09"),
+    ({"budgets": {"min": 1e8, "max": 1e9, "step": 2}}, "spec.budgets: unknown key(s) step"),
+    ({"budgets": [1e5, 1e8]}, "spec.budgets: 1e5 FLOPs is smaller than one training step of hstu-xs on synthetic"),
+    ({"budgets": [1e8, 1.0001e8]}, "give the same trial id: dlrm-xs-C1e8-seed0, hstu-xs-C1e8-seed0"),
+    ({"task": "ranking-ish"}, "spec.task: unknown task 'ranking-ish'"),
+    ({"dataset": "ml-2m"}, "spec.dataset: unknown dataset 'ml-2m'"),
+    ({"trial": {"batch_sise": 32}}, "spec.trial: trial: unknown field(s) batch_sise"),
+    ({"trial": {"seed": 3}}, "spec.trial: seed set by the spec's own keys, not under trial:"),
+    ({"trial": {"optim": {"schedule": "linear"}}}, "spec.trial: unknown schedule 'linear'"),
+    ({"lr_grid": {"sasrec": {"xs": [1e-3]}}}, "spec.lr_grid: family 'sasrec' is not in spec.families"),
+    ({"lr_grid": {"hstu": {"s": [1e-3]}}}, "spec.lr_grid.hstu: size 's' is not in spec.families.hstu"),
+    ({"lr_grid": {"hstu": {"xs": [-1e-3]}}}, "spec.lr_grid.hstu.xs: expected a positive finite number"),
+    ({"extra_seeds": {"seeds": [1]}}, "spec.extra_seeds: ExtraSeeds.__init__() missing 1 required keyword-only "
+                                      "argument: 'below'"),
+    ({"resources": {"cpus": 0}}, "spec.resources.cpus: expected a positive number, got 0"),
+    ({"resources": {"gpu": 1}}, "spec.resources: unknown key(s) gpu; known: cpus, gpus"),
+    ({"max_concurrent_trials": 0}, "spec.max_concurrent_trials: expected an integer >= 1, got 0"),
+    ({"name": "a/b"}, "spec.name: expected a folder name"),
+    ({"synthetic": {"num_users": 0}}, "spec.synthetic: synthetic data needs num_users >= 1"),
+])
+def test_bad_spec_fails_with_one_message_naming_the_field(changes, message):
+    with pytest.raises(GrscaleError) as error:
+        expanded(**changes)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_required_key_is_named():
+    spec = tiny_spec()
+    del spec["budgets"]
+    with pytest.raises(GrscaleError, match="spec: .*budgets"):
+        spec_from_dict(spec)
+
+
+def test_trial_ids_are_deterministic_from_coordinates():
+    assert trial_id("hstu", "s", 3e13, 0) == "hstu-s-C3e13-seed0"
+    assert trial_id("dlrm", "m", 3.16e8, 2, lr=3e-3) == "dlrm-m-C3.16e8-seed2-lr3e-3"
+    assert [short_number(v) for v in (1e8, 1.5e8, 1e-3, 123456)] == ["1e8", "1.5e8", "1e-3", "1.23e5"]
+
+
+def test_grid_counts_seed_rule_and_lr_grid():
+    plans = expanded(budgets=[1e8, 2e8, 4e8], seeds=[0], extra_seeds={"seeds": [1, 2], "below": 2e8},
+                     lr_grid={"hstu": {"xs": [1e-3, 3e-3]}})
+    ids = [p.trial_id for p in plans]
+    # hstu: (3 seeds at 1e8 + 1 + 1) x 2 lrs = 10; dlrm: 3 + 1 + 1 = 5
+    assert len(ids) == len(set(ids)) == 15
+    assert "hstu-xs-C1e8-seed2-lr3e-3" in ids and "hstu-xs-C2e8-seed1-lr1e-3" not in ids
+    assert "dlrm-xs-C1e8-seed1" in ids and "dlrm-xs-C4e8-seed0" in ids
+    by_id = {p.trial_id: p for p in plans}
+    cfg = by_id["hstu-xs-C1e8-seed2-lr3e-3"].config
+    assert (cfg.family, cfg.size, cfg.budget, cfg.seed, cfg.optim.lr) == ("hstu", "xs", 1e8, 2, 3e-3)
+    assert cfg.batch_size == 32 and cfg.synthetic.num_users == 120 and cfg.progress is False
+    assert by_id["dlrm-xs-C1e8-seed0"].lr is None and by_id["dlrm-xs-C1e8-seed0"].config.optim.lr == 1e-3
+
+
+def test_log_range_budgets_are_rounded_to_their_ids():
+    spec = spec_from_dict(tiny_spec(budgets={"min": "1e8", "max": "1e9", "per_decade": 4}))
+    values = budget_values(spec)
+    assert values == [1e8, 1.78e8, 3.16e8, 5.62e8, 1e9]
+    assert {p.trial_id for p in expand(spec) if p.config.family == "dlrm"} == {
+        f"dlrm-xs-C{short_number(v)}-seed0" for v in values}
+
+
+def test_example_spec_is_valid():
+    spec = load_spec(REPO / "sweeps/specs/synthetic-small.yaml")
+    plans = expand(spec)
+    check_budgets(spec, plans)
+    assert len(plans) == len({p.trial_id for p in plans}) > 4
