@@ -99,7 +99,8 @@ def test_divergence_ends_the_trial_with_its_step(tmp_path):
     (dict(kernel="triton"), "kernel='triton' cannot run on device 'cpu'"),
     (dict(dataset="beauty", task="ranking", data_dir="__fixture__"), "no engagement labels"),
 ])
-def test_bad_trials_fail_before_training(tmp_path, change, message):
+def test_bad_trials_fail_before_training(tmp_path, monkeypatch, change, message):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # the kernel tests turn the interpreter on
     if change.get("data_dir") == "__fixture__":
         (tmp_path / "Beauty.txt").write_text("1 1 2 3 4\n2 2 3 4 5\n")
         change = {**change, "data_dir": str(tmp_path)}
