@@ -87,42 +87,36 @@ def _eval_set(log: InteractionLog, users: np.ndarray, target_pos: np.ndarray) ->
     )
 
 
-def leave_one_out(log: InteractionLog) -> Split:
-    """Users with at least 3 interactions are evaluated; shorter ones only train."""
-    lengths = log.lengths()
+def _hold_out_last(log: InteractionLog, held_out: int, name: str) -> tuple[Sequences, np.ndarray, np.ndarray]:
+    """Training sequences without each evaluated user's last `held_out` interactions.
+
+    Users with more than `held_out` interactions are evaluated; shorter ones only train.
+    Returns (train, evaluated users, absolute position of each evaluated user's last interaction).
+    """
     users = np.arange(log.num_users)
-    evaluated = users[lengths >= 3]
+    evaluated = users[log.lengths() > held_out]
     if evaluated.size == 0:
-        raise GrscaleError(f"{log.name}: no user has the 3 interactions a leave-one-out split needs")
+        raise GrscaleError(f"{log.name}: no user has the {held_out + 1} interactions a {name} split needs")
     ends = log.offsets[1:].copy()
-    ends[evaluated] -= 2  # the last two interactions are held out
+    ends[evaluated] -= held_out
     train_users = users[ends > log.offsets[:-1]]
     train = _gather(log, train_users, log.offsets[train_users], ends[train_users])
-    last = log.offsets[evaluated + 1] - 1
-    return Split(
-        train=train,
-        val=_eval_set(log, evaluated, last - 1),
-        test=_eval_set(log, evaluated, last),
-        num_items=log.num_items,
-        num_users=log.num_users,
-        has_labels=log.has_labels,
-    )
+    return train, evaluated, log.offsets[evaluated + 1] - 1
+
+
+def leave_one_out(log: InteractionLog) -> Split:
+    """Last interaction: test target; second-to-last: validation target; the rest: training."""
+    train, evaluated, last = _hold_out_last(log, 2, "leave-one-out")
+    return Split(train=train, val=_eval_set(log, evaluated, last - 1), test=_eval_set(log, evaluated, last),
+                 num_items=log.num_items, num_users=log.num_users, has_labels=log.has_labels)
 
 
 def leave_last_out(log: InteractionLog) -> Split:
     """The HSTU paper's public protocol: train on all but each user's last interaction, test on
     the last, no validation split. Validation is the test set here, so only the end-of-training
     test figures (`test_last/`) are free of selection on test."""
-    lengths = log.lengths()
-    users = np.arange(log.num_users)
-    evaluated = users[lengths >= 2]
-    if evaluated.size == 0:
-        raise GrscaleError(f"{log.name}: no user has the 2 interactions a leave-last-out split needs")
-    ends = log.offsets[1:].copy()
-    ends[evaluated] -= 1
-    train_users = users[ends > log.offsets[:-1]]
-    train = _gather(log, train_users, log.offsets[train_users], ends[train_users])
-    test = _eval_set(log, evaluated, log.offsets[evaluated + 1] - 1)
+    train, evaluated, last = _hold_out_last(log, 1, "leave-last-out")
+    test = _eval_set(log, evaluated, last)
     return Split(train=train, val=test, test=test, num_items=log.num_items, num_users=log.num_users,
                  has_labels=log.has_labels)
 
