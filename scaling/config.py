@@ -69,13 +69,7 @@ class TrialConfig:
 
     @classmethod
     def from_yaml(cls, path: Path) -> "TrialConfig":
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise GrscaleError(f"cannot read trial config {path}: {error}") from None
-        if not isinstance(data, dict):
-            raise GrscaleError(f"{path}: a trial config is a mapping of fields, got {type(data).__name__}")
-        return cls.from_dict(data)
+        return cls.from_dict(read_config_fields(path))
 
     def validate(self) -> None:
         from scaling.data.registry import get_spec
@@ -95,6 +89,17 @@ class TrialConfig:
                 raise GrscaleError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise GrscaleError(f"device must be cpu, cuda or auto, got {self.device!r}")
+
+
+def read_config_fields(path: Path) -> dict[str, Any]:
+    """The mapping of TrialConfig fields in a YAML file (possibly partial: the CLI adds flags)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise GrscaleError(f"cannot read trial config {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise GrscaleError(f"{path}: a trial config is a mapping of fields, got {type(data).__name__}")
+    return data
 
 
 def _build(cls, data: dict[str, Any], where: str):

@@ -39,13 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def trial_config_from_args(args: argparse.Namespace):
-    from scaling.config import TrialConfig
+    from scaling.config import TrialConfig, read_config_fields
     from scaling.data.cli import synthetic_config_from_args
     from scaling.errors import GrscaleError
 
     data = {}
     if args.config:
-        data = TrialConfig.from_yaml(args.config).to_dict()
+        data = read_config_fields(args.config)
     for name in ("family", "size", "task", "dataset", "budget", "seed", "data_dir", "device", "kernel"):
         value = getattr(args, name)
         if value is not None:
