@@ -24,6 +24,7 @@ from scaling.data.dataset import load_dataset
 from scaling.data.loader import TrainBatches
 from scaling.data.splits import make_split
 from scaling.flops import training_flops
+from scaling.reporting import read_rows
 from scaling.train import build_trial_model, train_to_budget
 
 PUBLISHED = {  # HR@10, NDCG@10, HR@50, HR@200 from the paper's Table (ML-1M)
@@ -57,15 +58,25 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=tuple(PUBLISHED), default=list(PUBLISHED))
     parser.add_argument("--runs", type=Path, default=Path(__file__).parent / "runs" / "reproduce_ml1m")
     args = parser.parse_args()
-    results: dict[tuple[str, str], dict] = {}
     for protocol in args.protocols:
         for preset in args.models:
-            out = args.runs / f"{preset}-{protocol}"
-            result = train_to_budget(trial(preset, protocol, args.epochs), out, resume=True)
-            final = result.final
-            prefix = "test_last/" if protocol == "paper" else "test/"
-            results[(preset, protocol)] = {m: final[prefix + m] for m in METRICS} | {"wall_s": final["wall_s"]}
-            write_table(results, args)
+            train_to_budget(trial(preset, protocol, args.epochs), args.runs / f"{preset}-{protocol}", resume=True)
+            write_table(finished_runs(args.runs), args)
+
+
+def finished_runs(runs: Path) -> dict[tuple[str, str], dict]:
+    """Every finished run under `runs` (several invocations may share it), in table order."""
+    results = {}
+    for protocol in SPLITS:
+        for preset in PUBLISHED:
+            path = runs / f"{preset}-{protocol}" / "metrics.jsonl"
+            rows = read_rows(path) if path.exists() else []
+            if rows and rows[-1]["eval_kind"] == "final" and rows[-1]["status"] == "done":
+                final = rows[-1]
+                prefix = "test_last/" if protocol == "paper" else "test/"
+                results[(preset, protocol)] = {m: final[prefix + m] for m in METRICS} | {
+                    "wall_s": final["wall_s"], }
+    return results
 
 
 def write_table(results: dict, args: argparse.Namespace) -> None:
@@ -86,7 +97,7 @@ def write_table(results: dict, args: argparse.Namespace) -> None:
             cells.append(f"{got[metric]:.4f} ({published:.4f}, {deltas[-1]:+.1%})")
         worst = max(deltas, key=abs)
         lines.append(f"| {preset} | {protocol} | {' | '.join(cells)} | {worst:+.1%} | {got['wall_s'] / 60:.0f} min |")
-    for protocol in args.protocols:
+    for protocol in SPLITS:
         ndcg = [results[(p, protocol)]["ndcg@10"] for p in PUBLISHED if (p, protocol) in results]
         if len(ndcg) == 3:
             order = "holds" if ndcg[0] < ndcg[1] < ndcg[2] else "does not hold"
