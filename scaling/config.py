@@ -13,6 +13,7 @@ from scaling.errors import GrscaleError
 
 SCHEDULES = ("cosine", "constant", "wsd")
 DEFAULT_SELECT_METRIC = {"retrieval": "nll", "ranking": "ne"}  # lower is better for both
+HIGHER_IS_BETTER = ("hr@", "ndcg@", "mrr", "auc")  # metric name prefixes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +60,11 @@ class TrialConfig:
     @property
     def selection_metric(self) -> str:
         return self.select_metric or DEFAULT_SELECT_METRIC[self.task]
+
+    def selection_loss(self, metrics: dict[str, float]) -> float:
+        """The selection metric as a quantity to minimise (negated where higher is better)."""
+        value = metrics[self.selection_metric]
+        return -value if self.selection_metric.startswith(HIGHER_IS_BETTER) else value
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -196,7 +196,7 @@ class Trainer:
     def validation_point(self, is_final: bool) -> dict[str, Any] | None:
         """The evaluation row, or None where the model's validation metric is not finite."""
         metrics = self.evaluate_split("val")
-        value = metrics[self.cfg.selection_metric]
+        value = self.cfg.selection_loss(metrics)
         if not math.isfinite(value):
             return None
         if value < self.state.best_value or self.best_model_state is None:

@@ -75,6 +75,17 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(tmp_path):
                 assert a[key] == b[key], key
 
 
+@pytest.mark.parametrize("metric", ["ndcg@10", "nll"])
+def test_test_metrics_come_from_the_best_validation_point(tmp_path, metric):
+    result = train_to_budget(tiny(budget=1e9, select_metric=metric, optim=OptimConfig(lr=3e-3)), tmp_path)
+    rows = result.rows
+    values = [r[f"val/{metric}"] for r in rows]
+    best = (max if metric == "ndcg@10" else min)(range(len(rows)), key=values.__getitem__)
+    assert rows[-1]["best_step"] == rows[best]["step"]
+    if best == len(rows) - 1:  # the best point is the end: test at best equals test at the end
+        assert rows[-1][f"test/{metric}"] == pytest.approx(rows[-1][f"test_last/{metric}"])
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny(budget=2e8)
     train_to_budget(cfg, tmp_path)
