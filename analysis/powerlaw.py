@@ -11,7 +11,7 @@ parameter row per problem. Row 0 is by convention the fit to the data as measure
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -25,8 +25,17 @@ _E_FRACTIONS = np.array([1e-3, 0.3, 0.6, 0.85, 0.97])
 _ALPHAS = np.array([0.03, 0.1, 0.3, 0.7, 1.5])
 
 
+class _FittedLaw:
+    """predict() for a law dataclass whose fields are its parameters in predict_value's order."""
+
+    form: ClassVar[str]
+
+    def predict(self, flops: np.ndarray | float) -> np.ndarray:
+        return predict_value(self.form, np.array([astuple(self)]), np.log(flops))[0]
+
+
 @dataclass(frozen=True)
-class SaturatingLaw:
+class SaturatingLaw(_FittedLaw):
     """Q = E + A * C^-alpha."""
 
     E: float
@@ -34,32 +43,23 @@ class SaturatingLaw:
     alpha: float
     form: ClassVar[str] = "saturating"
 
-    def predict(self, flops: np.ndarray | float) -> np.ndarray:
-        return predict_value(self.form, np.array([[self.E, self.A, self.alpha]]), np.log(flops))[0]
-
 
 @dataclass(frozen=True)
-class PowerLaw:
+class PowerLaw(_FittedLaw):
     """Q = A * C^-alpha."""
 
     A: float
     alpha: float
     form: ClassVar[str] = "power"
 
-    def predict(self, flops: np.ndarray | float) -> np.ndarray:
-        return predict_value(self.form, np.array([[self.A, self.alpha]]), np.log(flops))[0]
-
 
 @dataclass(frozen=True)
-class LogLinearLaw:
+class LogLinearLaw(_FittedLaw):
     """Q = a + b * ln C."""
 
     a: float
     b: float
     form: ClassVar[str] = "loglinear"
-
-    def predict(self, flops: np.ndarray | float) -> np.ndarray:
-        return predict_value(self.form, np.array([[self.a, self.b]]), np.log(flops))[0]
 
 
 Law = SaturatingLaw | PowerLaw | LogLinearLaw
