@@ -45,6 +45,7 @@ class TrialConfig:
     batch_size: int = 128
     eval_batch_size: int = 512
     num_evals: int = 8  # validation points, log-spaced over the budget
+    val_users: int = 0  # validate on a fixed random sample of this many users (0 = all); test uses all
     first_eval_fraction: float = 0.01  # of the budget, where the log spacing starts
     select_metric: str = ""  # validation metric that picks the best point; "" = nll / ne by task
     exclude_history: bool = True  # remove history items from the retrieval candidates
@@ -90,6 +91,8 @@ class TrialConfig:
             raise GrscaleError(f"unknown schedule {self.optim.schedule!r}; known: {', '.join(SCHEDULES)}")
         if not self.budget > 0:
             raise GrscaleError(f"budget must be a positive number of FLOPs, got {self.budget}")
+        if self.val_users < 0:
+            raise GrscaleError(f"val_users must be >= 0 (0 = every user), got {self.val_users}")
         for name in ("max_seq_len", "batch_size", "eval_batch_size", "num_evals"):
             if getattr(self, name) < 1:
                 raise GrscaleError(f"{name} must be >= 1, got {getattr(self, name)}")

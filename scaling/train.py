@@ -28,7 +28,7 @@ from scaling.config import TrialConfig
 from scaling.data.cache import atomic_write
 from scaling.data.dataset import load_dataset
 from scaling.data.loader import TrainBatches
-from scaling.data.splits import Split, make_split
+from scaling.data.splits import Split, make_split, sample_users
 from scaling.errors import GrscaleError
 from scaling.evaluate import evaluate
 from scaling.flops import training_flops
@@ -115,6 +115,7 @@ class Trainer:
         if cfg.task == "ranking" and not log.has_labels:
             raise GrscaleError(f"dataset {cfg.dataset!r} carries no engagement labels: the ranking task needs them")
         self.split = make_split(log, cfg.split)
+        self.val_set = sample_users(self.split.val, cfg.val_users) if cfg.val_users else self.split.val
         self.model = build_trial_model(cfg, self.split).to(self.device)
         try:
             self.kernel = self.model.resolved_kernel(self.device)
@@ -190,7 +191,7 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------------------
     def evaluate_split(self, which: str) -> dict[str, float]:
-        data = self.split.val if which == "val" else self.split.test
+        data = self.val_set if which == "val" else self.split.test
         return evaluate(self.model, data, self.cfg, self.device)
 
     def validation_point(self, is_final: bool) -> dict[str, Any] | None:

@@ -1,18 +1,26 @@
-"""The spec check that needs the data: every budget must buy at least one training step of every size.
+"""The trials a spec runs, decided with the data in hand: every budget must buy at least one
+training step of every size, and a `band` keeps only the (size, budget) cells inside it.
 
-One step is counted as the Trainer counts it: the useful FLOPs of the first training batch of
-`batch_size` sequences (the trial's seed), on a model built on the meta device (no memory).
+Steps and epochs are counted as the Trainer counts them: the useful FLOPs of the first training
+batch (the trial's seed), and of a whole epoch, on a model built on the meta device (no memory).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from scaling.errors import GrscaleError
-from sweeps.grid import TrialPlan, short_number
+from sweeps.grid import TrialPlan, expand, short_number
 from sweeps.spec import SweepSpec
 
 
-def one_step_flops(plan: TrialPlan, split) -> float:
+@dataclass(frozen=True)
+class SizeCost:
+    step: float  # useful FLOPs of one training step
+    epoch: float  # useful FLOPs of one pass over the training split
+
+
+def size_cost(plan: TrialPlan, split) -> SizeCost:
     import torch
 
     from scaling.data.loader import TrainBatches
@@ -20,36 +28,64 @@ def one_step_flops(plan: TrialPlan, split) -> float:
     from scaling.train import build_trial_model
 
     cfg = plan.config
-    first = next(TrainBatches(split.train, cfg.batch_size, cfg.max_seq_len, cfg.seed).epoch(0))
+    batches = TrainBatches(split.train, cfg.batch_size, cfg.max_seq_len, cfg.seed)
     with torch.device("meta"):
         model = build_trial_model(cfg, split)
-    return training_flops(model.config, cfg.task, first.lengths()).useful
+    per_batch = [training_flops(model.config, cfg.task, batch.lengths()).useful for batch in batches.epoch(0)]
+    return SizeCost(step=per_batch[0], epoch=sum(per_batch))
 
 
-def check_budgets(spec: SweepSpec, plans: list[TrialPlan]) -> None:
-    """Raise naming spec.budgets where a budget is below one step of a size (cached per size)."""
+def _load_split(spec: SweepSpec, plan: TrialPlan):
     from scaling.data.dataset import load_dataset
     from scaling.data.splits import make_split
 
-    cfg = plans[0].config
+    cfg = plan.config
     try:
         log = load_dataset(cfg.dataset, Path(cfg.data_dir) if cfg.data_dir else None, cfg.synthetic)
         if cfg.task == "ranking" and not log.has_labels:
             raise GrscaleError(f"dataset {cfg.dataset!r} carries no engagement labels: the ranking task needs them")
-        split = make_split(log, cfg.split)
+        return make_split(log, cfg.split)
     except GrscaleError as error:
         raise GrscaleError(f"spec.dataset: {error}") from None
-    step: dict[str, float] = {}
-    for plan in sorted(plans, key=lambda p: p.config.budget):
+
+
+def plan_trials(spec: SweepSpec) -> list[TrialPlan]:
+    """The grid's trials that run, in grid order; raises naming the spec field that leaves a size without trials."""
+    plans = expand(spec)
+    split = _load_split(spec, plans[0])
+    costs: dict[str, SizeCost] = {}
+    kept: list[TrialPlan] = []
+    for plan in plans:
         cfg = plan.config
         preset = f"{cfg.family}-{cfg.size}"
-        if preset not in step:
+        if preset not in costs:
             try:
-                step[preset] = one_step_flops(plan, split)
+                costs[preset] = size_cost(plan, split)
             except GrscaleError as error:
                 raise GrscaleError(f"spec.trial: {preset}: {error}") from None
-        if cfg.budget < step[preset]:
-            raise GrscaleError(
-                f"spec.budgets: {short_number(cfg.budget)} FLOPs is smaller than one training step of {preset} on "
-                f"{cfg.dataset} ({short_number(step[preset])} FLOPs at batch size {cfg.batch_size}); "
-                f"raise the smallest budget or drop the size")
+        cost = costs[preset]
+        if spec.band is None:
+            if cfg.budget < cost.step:
+                raise GrscaleError(
+                    f"spec.budgets: {short_number(cfg.budget)} FLOPs is smaller than one training step of {preset} "
+                    f"on {cfg.dataset} ({short_number(cost.step)} FLOPs at batch size {cfg.batch_size}); "
+                    f"raise the smallest budget, drop the size, or set spec.band")
+            kept.append(plan)
+        elif cfg.budget >= spec.band.min_steps * cost.step and (
+                spec.band.max_epochs is None or cfg.budget <= spec.band.max_epochs * cost.epoch):
+            kept.append(plan)
+    if spec.band is not None:
+        _check_band_leaves_every_size(spec, kept, costs)
+    return kept
+
+
+def _check_band_leaves_every_size(spec: SweepSpec, kept: list[TrialPlan], costs: dict[str, SizeCost]) -> None:
+    running = {f"{p.config.family}-{p.config.size}" for p in kept}
+    band = spec.band
+    for preset, cost in costs.items():
+        if preset not in running:
+            low = f"{short_number(band.min_steps * cost.step)} FLOPs ({band.min_steps} steps)"
+            high = ("no limit" if band.max_epochs is None else
+                    f"{short_number(band.max_epochs * cost.epoch)} FLOPs ({band.max_epochs:g} epochs)")
+            raise GrscaleError(f"spec.band: no budget of {preset} lies inside the band, from {low} to {high}; "
+                               f"widen spec.budgets or spec.band, or drop the size")

@@ -28,7 +28,7 @@ from ray import tune  # noqa: E402
 
 from scaling.data.cache import atomic_write  # noqa: E402
 from scaling.errors import GrscaleError  # noqa: E402
-from sweeps.check import check_budgets  # noqa: E402
+from sweeps.check import plan_trials  # noqa: E402
 from sweeps.grid import TrialPlan, expand  # noqa: E402
 from sweeps.outcome import FINISHED, read_outcome, record_failure  # noqa: E402
 from sweeps.results import TRIALS_DIR, write_results  # noqa: E402
@@ -122,8 +122,7 @@ def _tuner(spec: SweepSpec, sweep_dir: Path, todo: list[TrialPlan], payloads: di
 def run_sweep(spec_path: Path, options: LaunchOptions) -> int:
     """Run every unfinished trial of the spec; 0 if all finished and none failed, else 1."""
     spec = load_spec(spec_path)
-    plans = expand(spec)
-    check_budgets(spec, plans)
+    plans = plan_trials(spec)
     sweep_dir = options.out.resolve() / spec.name
     finished = _check_finished(sweep_dir, plans, options.resume)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -133,7 +132,8 @@ def run_sweep(spec_path: Path, options: LaunchOptions) -> int:
     todo = sorted((p for p in plans if p not in finished), key=lambda p: -p.config.budget)
     mode = resolve_mode(options.wandb)
     where = options.address or "a local Ray"
-    print(f"sweep {spec.name}: {len(plans)} trials ({len(finished)} finished before, {len(todo)} to run) on {where}; "
+    band = f" (spec.band keeps {len(plans)} of the grid's {len(expand(spec))})" if spec.band else ""
+    print(f"sweep {spec.name}: {len(plans)} trials{band} ({len(finished)} finished before, {len(todo)} to run) on {where}; "
           f"W&B {mode or 'off'}; folder {sweep_dir}", flush=True)
     if todo:
         settings = WandbSettings(mode=mode, project=spec.wandb.project, entity=spec.wandb.entity,

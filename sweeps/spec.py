@@ -39,6 +39,17 @@ class ExtraSeeds:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Band:
+    """Which (size, budget) cells of the grid run: those where the budget buys at least `min_steps`
+    training steps and at most `max_epochs` epochs of that size. It drops the grid's uninformative
+    corners (a large model that takes a handful of steps, a small one that repeats the data hundreds
+    of times) so the compute goes to the diagonal band around each size's useful range."""
+
+    min_steps: int = 1
+    max_epochs: float | None = None  # None: no upper limit
+
+
+@dataclass(frozen=True, kw_only=True)
 class Resources:
     cpus: float = 1.0  # per trial; also the trial's torch threads (at least 1)
     gpus: float = 0.0  # per trial; fractions share a GPU
@@ -57,6 +68,7 @@ class SweepSpec:
     budgets: list[float] | BudgetRange
     seeds: list[int] = field(default_factory=lambda: [0])
     extra_seeds: ExtraSeeds | None = None
+    band: Band | None = None  # None: every cell runs, and a budget below one step of a size is an error
     dataset: str = "synthetic"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     task: str = "retrieval"
@@ -70,7 +82,7 @@ class SweepSpec:
         return dataclasses.asdict(self)
 
 
-_NESTED = {"extra_seeds": ExtraSeeds, "synthetic": SyntheticConfig, "resources": Resources, "wandb": WandbSpec}
+_NESTED = {"extra_seeds": ExtraSeeds, "band": Band, "synthetic": SyntheticConfig, "resources": Resources, "wandb": WandbSpec}
 
 
 def _build(cls, data: Any, where: str):
@@ -93,13 +105,15 @@ def spec_from_dict(data: Any) -> SweepSpec:
         value = values[name]
         if isinstance(value, dict):
             values[name] = _build(cls, value, f"spec.{name}")
-        elif not (isinstance(value, cls) or (value is None and name == "extra_seeds")):
+        elif not (isinstance(value, cls) or (value is None and name in ("extra_seeds", "band"))):
             raise GrscaleError(f"spec.{name}: expected a mapping, got {value!r}")
     values["budgets"] = _budgets(values["budgets"])
     values["lr_grid"] = _lr_grid(values["lr_grid"])
     if values["extra_seeds"] is not None:
         extra = values["extra_seeds"]
         values["extra_seeds"] = ExtraSeeds(seeds=extra.seeds, below=_number(extra.below, "spec.extra_seeds.below"))
+    if values["band"] is not None:
+        values["band"] = _band(values["band"])
     spec = SweepSpec(**values)
     validate_spec(spec)
     return spec
@@ -137,6 +151,14 @@ def _budgets(budgets: Any) -> list[float] | BudgetRange:
         return [_number(budget, "spec.budgets") for budget in budgets]
     raise GrscaleError(f"spec.budgets: expected a non-empty list of FLOPs (an empty one gives zero trials) or "
                        f"{{min, max, per_decade}}, got {budgets!r}")
+
+
+def _band(band: Band) -> Band:
+    steps = band.min_steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise GrscaleError(f"spec.band.min_steps: expected an integer >= 1, got {steps!r}")
+    epochs = None if band.max_epochs is None else _number(band.max_epochs, "spec.band.max_epochs")
+    return Band(min_steps=steps, max_epochs=epochs)
 
 
 def _lr_grid(grid: Any) -> dict[str, dict[str, list[float]]]:

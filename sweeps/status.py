@@ -53,10 +53,12 @@ def format_status(name: str, table: dict[str, StatusCounts]) -> str:
 
 def load_sweep(sweep_dir: Path) -> tuple[str, list[TrialPlan]]:
     from scaling.errors import GrscaleError
+    from sweeps.check import plan_trials
     from sweeps.grid import expand
     from sweeps.spec import load_spec
 
     if not (sweep_dir / SPEC_FILE).exists():
         raise GrscaleError(f"{sweep_dir} is not a sweep folder: it has no {SPEC_FILE} (expected runs/<sweep>)")
     spec = load_spec(sweep_dir / SPEC_FILE)
-    return spec.name, expand(spec)
+    # A band needs the data to know its cells; a plain grid is known from the spec alone.
+    return spec.name, plan_trials(spec) if spec.band else expand(spec)

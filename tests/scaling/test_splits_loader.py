@@ -5,7 +5,7 @@ import torch
 from scaling.data.batch import JaggedBatch
 from scaling.data.loader import TrainBatches, eval_batches
 from scaling.data.log import InteractionLog
-from scaling.data.splits import leave_one_out, make_split, temporal
+from scaling.data.splits import leave_one_out, make_split, sample_users, temporal
 from scaling.data.synthetic import SyntheticConfig, generate_synthetic
 from scaling.errors import GrscaleError
 
@@ -48,6 +48,24 @@ def test_leave_last_out_is_the_paper_protocol():
         assert split.test.target_item_ids[row] == items[-1]
     t = split.train
     np.testing.assert_array_equal(t.item_ids[t.offsets[0]:t.offsets[1]], user_items(log, t.user_ids[0])[:-1])
+
+
+def test_sample_users_keeps_whole_examples_and_is_fixed_by_its_seed():
+    val = leave_one_out(small_log()).val
+    sample = sample_users(val, 17)
+    assert sample.num_examples == 17 and sample.history.num_sequences == 17
+    users = sample.history.user_ids
+    assert np.all(np.diff(users) > 0)  # a subset, kept in the original order
+    for row, user in enumerate(users):
+        source = int(np.flatnonzero(val.history.user_ids == user)[0])
+        v, s = val.history, sample.history
+        np.testing.assert_array_equal(s.item_ids[s.offsets[row]:s.offsets[row + 1]],
+                                      v.item_ids[v.offsets[source]:v.offsets[source + 1]])
+        assert sample.target_item_ids[row] == val.target_item_ids[source]
+        assert sample.target_labels[row] == val.target_labels[source]
+    np.testing.assert_array_equal(sample_users(val, 17).history.user_ids, users)
+    assert not np.array_equal(sample_users(val, 17, seed=1).history.user_ids, users)
+    assert sample_users(val, val.num_examples + 5) is val
 
 
 def test_leave_one_out_short_users_only_train():

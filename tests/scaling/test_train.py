@@ -86,6 +86,16 @@ def test_test_metrics_come_from_the_best_validation_point(tmp_path, metric):
         assert rows[-1][f"test/{metric}"] == pytest.approx(rows[-1][f"test_last/{metric}"])
 
 
+def test_validation_on_a_user_sample_leaves_the_test_split_whole(tmp_path):
+    full = train_to_budget(tiny(), tmp_path / "full").rows[-1]
+    sampled = train_to_budget(tiny(val_users=25), tmp_path / "sampled").rows[-1]
+    # the training path is the same; only the validation metrics (and so the selected point) may move
+    assert sampled["flops"] == full["flops"] and sampled["test_last/nll"] == pytest.approx(full["test_last/nll"])
+    assert sampled["val/nll"] != pytest.approx(full["val/nll"])
+    with pytest.raises(GrscaleError, match="val_users must be >= 0"):
+        Trainer(tiny(val_users=-1), tmp_path / "bad")
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny(budget=2e8)
     train_to_budget(cfg, tmp_path)

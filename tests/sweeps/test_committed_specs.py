@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from scaling.errors import GrscaleError
-from sweeps.check import check_budgets
+from sweeps.check import plan_trials
 from sweeps.grid import budget_values, expand
 from sweeps.spec import load_spec
 
@@ -21,7 +21,7 @@ def test_committed_spec_is_valid(path):
     if spec.dataset != "synthetic" and not (REAL_DATA / spec.dataset).is_dir():
         pytest.skip(f"{spec.dataset} is not in {REAL_DATA}")
     try:
-        check_budgets(spec, plans)
+        plan_trials(spec)
     except GrscaleError as error:
         pytest.fail(str(error))
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 import pytest
 
 from scaling.errors import GrscaleError
-from sweeps.check import check_budgets
+from sweeps.check import plan_trials, size_cost
 from sweeps.grid import budget_values, expand, short_number, trial_id
 from sweeps.spec import load_spec, spec_from_dict
 from tests.sweeps.helpers import REPO, tiny_spec
 
 
 def expanded(**changes):
-    spec = spec_from_dict(tiny_spec(**changes))
-    plans = expand(spec)
-    check_budgets(spec, plans)
-    return plans
+    return plan_trials(spec_from_dict(tiny_spec(**changes)))
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -29,6 +26,9 @@ def expanded(**changes):
     ({"budgets": {"min": 1e9, "max": 1e8}}, "spec.budgets: max 1e+08 is below min 1e+09"),
     ({"budgets": {"min": 1e8, "max": 1e9, "step": 2}}, "spec.budgets: unknown key(s) step"),
     ({"budgets": [1e5, 1e8]}, "spec.budgets: 1e5 FLOPs is smaller than one training step of hstu-xs on synthetic"),
+    ({"band": {"min_steps": 0}}, "spec.band.min_steps: expected an integer >= 1, got 0"),
+    ({"band": {"max_epochs": "many"}}, "spec.band.max_epochs: expected a number, got 'many'"),
+    ({"band": {"min_steps": 1000}}, "spec.band: no budget of hstu-xs lies inside the band, from "),
     ({"budgets": [1e8, 1.0001e8]}, "give the same trial id: dlrm-xs-C1e8-seed0, hstu-xs-C1e8-seed0"),
     ({"task": "ranking-ish"}, "spec.task: unknown task 'ranking-ish'"),
     ({"dataset": "ml-2m"}, "spec.dataset: unknown dataset 'ml-2m'"),
@@ -91,6 +91,29 @@ def test_log_range_budgets_are_rounded_to_their_ids():
 
 def test_example_spec_is_valid():
     spec = load_spec(REPO / "sweeps/specs/synthetic-small.yaml")
-    plans = expand(spec)
-    check_budgets(spec, plans)
+    plans = plan_trials(spec)
     assert len(plans) == len({p.trial_id for p in plans}) > 4
+
+
+def test_band_keeps_the_cells_between_min_steps_and_max_epochs():
+    budgets = [1e7, 3e7, 1e8, 3e8, 1e9, 3e9]
+    spec = spec_from_dict(tiny_spec(budgets=budgets, band={"min_steps": 2, "max_epochs": 10}))
+    grid = expand(spec)
+    kept = {p.trial_id for p in plan_trials(spec)}
+    expected = set()
+    for family in ("hstu", "dlrm"):
+        cost = size_cost(next(p for p in grid if p.config.family == family), _tiny_split())
+        inside = [b for b in budgets if 2 * cost.step <= b <= 10 * cost.epoch]
+        assert 0 < len(inside) < len(budgets)  # the band cuts this grid
+        expected |= {trial_id(family, "xs", b, 0) for b in inside}
+    assert kept == expected
+    # without a band the same grid is refused: its smallest budget is below one step
+    with pytest.raises(GrscaleError, match="smaller than one training step"):
+        plan_trials(spec_from_dict(tiny_spec(budgets=budgets)))
+
+
+def _tiny_split():
+    from scaling.data.splits import make_split
+    from scaling.data.synthetic import SyntheticConfig, generate_synthetic
+
+    return make_split(generate_synthetic(SyntheticConfig(**tiny_spec()["synthetic"])), "leave-one-out")
