@@ -21,9 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     report = subparsers.add_parser(
         "report", help="write a sweep's report (markdown, HTML, figures, W&B)",
-        description="Fit everything the sweep supports and write DIR/report/.",
+        description="Fit everything the sweep supports and write the report (report.md, report.html, figures), "
+                    "fits.json and trials.csv (every trial's final row) to DIR/report/ or --out.",
     )
     report.add_argument("dir", type=Path, help="a sweep directory holding results.parquet")
+    report.add_argument("--out", type=Path, help="folder for the report (default DIR/report); a folder outside "
+                                                 "DIR also gets a copy of results.parquet, to stand on its own")
     report.add_argument("--wandb", action=argparse.BooleanOptionalAction, default=True,
                         help="log to W&B (offline unless WANDB_MODE says otherwise)")
     report.add_argument("--wandb-project", default="grscale", help="W&B project (default: grscale)")
@@ -84,18 +87,30 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def report_sweep(sweep_dir: Path, *, metric: str | None = None, n_resamples: int = DEFAULT_RESAMPLES,
-                 seed: int = 0, wandb: bool = True, wandb_project: str = "grscale"):
-    """Fit everything the sweep's results support, write sweep_dir/report/ and (optionally) log
-    it to W&B. Returns (StudyResult, report folder)."""
+                 seed: int = 0, wandb: bool = True, wandb_project: str = "grscale", out_dir: Path | None = None):
+    """Fit everything the sweep's results support, write the report, fits.json and trials.csv to
+    out_dir (default sweep_dir/report/) and (optionally) log it to W&B. Returns (StudyResult, report folder)."""
+    import shutil
+
     from analysis.report import report_tables, write_report
     from analysis.results import load_results
-    from analysis.study import analyze
+    from analysis.study import analyze, to_dict
 
-    result = analyze(load_results(sweep_dir), metric=metric, n_resamples=n_resamples, level=DEFAULT_LEVEL, seed=seed)
+    frame = load_results(sweep_dir)
+    result = analyze(frame, metric=metric, n_resamples=n_resamples, level=DEFAULT_LEVEL, seed=seed)
     _require_some_fit(result)
-    out_dir = (sweep_dir if sweep_dir.is_dir() else sweep_dir.parent) / "report"
+    source = sweep_dir if sweep_dir.is_file() else next(
+        p for p in (sweep_dir / "results.parquet", sweep_dir / "results.csv") if p.exists())
+    sweep_dir = source.parent
+    out_dir = out_dir or sweep_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = write_report(result, out_dir)
+    (out_dir / "fits.json").write_text(json.dumps(to_dict(result), indent=2) + "\n")
+    final = frame[frame["eval_kind"].eq("final")].dropna(axis=1, how="all")
+    final.sort_values(["family", "size", "budget", "seed"]).to_csv(out_dir / "trials.csv", index=False)
+    paths |= {"fits.json": out_dir / "fits.json", "trials.csv": out_dir / "trials.csv"}
+    if not out_dir.resolve().is_relative_to(sweep_dir.resolve()):
+        paths[source.name] = Path(shutil.copy2(source, out_dir / source.name))
     print(f"wrote {out_dir}: " + ", ".join(sorted(paths)))
     if wandb:
         from analysis.wandb_log import log_report
@@ -107,5 +122,5 @@ def report_sweep(sweep_dir: Path, *, metric: str | None = None, n_resamples: int
 
 def run_report(args: argparse.Namespace) -> int:
     report_sweep(args.dir, metric=args.metric, n_resamples=args.bootstrap, seed=args.seed, wandb=args.wandb,
-                 wandb_project=args.wandb_project)
+                 wandb_project=args.wandb_project, out_dir=args.out)
     return 0

@@ -102,6 +102,21 @@ def test_report_without_wandb(sweep_dir, capsys):
     assert "W&B" not in capsys.readouterr().out
 
 
+def test_report_elsewhere_stands_on_its_own(sweep_dir, tmp_path):
+    out = tmp_path / "study" / "retrieval"
+    assert run_cli(["report", str(sweep_dir), "--bootstrap", "20", "--no-wandb", "--out", str(out)]) == 0
+    assert (out / "report.md").exists() and (out / "quality_vs_flops.png").exists()
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), pd.read_parquet(sweep_dir / "results.parquet"))
+    fits = json.loads((out / "fits.json").read_text())
+    assert set(fits["fits"]) == {"hstu", "dlrm"} and fits["n_resamples"] == 20
+    trials = pd.read_csv(out / "trials.csv")
+    frame = pd.read_parquet(sweep_dir / "results.parquet")
+    assert len(trials) == frame["trial_id"].nunique() and trials["eval_kind"].eq("final").all()
+    one = trials.iloc[0]
+    source = frame[(frame["trial_id"] == one["trial_id"]) & frame["eval_kind"].eq("final")].iloc[0]
+    assert one["test/nll"] == pytest.approx(source["test/nll"])
+
+
 def test_analysis_never_loads_torch(sweep_dir, tmp_path):
     code = f"""
 import sys
