@@ -35,7 +35,7 @@ def size_cost(plan: TrialPlan, split) -> SizeCost:
     return SizeCost(step=per_batch[0], epoch=sum(per_batch))
 
 
-def _load_split(spec: SweepSpec, plan: TrialPlan):
+def _load_split(plan: TrialPlan):
     from scaling.data.dataset import load_dataset
     from scaling.data.splits import make_split
 
@@ -52,7 +52,7 @@ def _load_split(spec: SweepSpec, plan: TrialPlan):
 def plan_trials(spec: SweepSpec) -> list[TrialPlan]:
     """The grid's trials that run, in grid order; raises naming the spec field that leaves a size without trials."""
     plans = expand(spec)
-    split = _load_split(spec, plans[0])
+    split = _load_split(plans[0])
     costs: dict[str, SizeCost] = {}
     kept: list[TrialPlan] = []
     for plan in plans:
