@@ -93,14 +93,13 @@ def report_sweep(sweep_dir: Path, *, metric: str | None = None, n_resamples: int
     import shutil
 
     from analysis.report import report_tables, write_report
-    from analysis.results import load_results
+    from analysis.results import load_results, results_path
     from analysis.study import analyze, to_dict
 
-    frame = load_results(sweep_dir)
+    source = results_path(sweep_dir)
+    frame = load_results(source)
     result = analyze(frame, metric=metric, n_resamples=n_resamples, level=DEFAULT_LEVEL, seed=seed)
     _require_some_fit(result)
-    source = sweep_dir if sweep_dir.is_file() else next(
-        p for p in (sweep_dir / "results.parquet", sweep_dir / "results.csv") if p.exists())
     sweep_dir = source.parent
     out_dir = out_dir or sweep_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,8 @@ class Metric:
         return 1.0 - values if self.higher_is_better else values
 
 
-def load_results(path: str | Path) -> pd.DataFrame:
-    """Read results.parquet / .csv, or a sweep directory holding results.parquet."""
+def results_path(path: str | Path) -> Path:
+    """The results table `path` names: the file itself, or a sweep directory's results.parquet / .csv."""
     path = Path(path)
     if path.is_dir():
         candidates = [path / "results.parquet", path / "results.csv"]
@@ -49,6 +49,12 @@ def load_results(path: str | Path) -> pd.DataFrame:
         path = found[0]
     if not path.exists():
         raise GrscaleError(f"results table {path} does not exist")
+    return path
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Read results.parquet / .csv, or a sweep directory holding results.parquet."""
+    path = results_path(path)
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
     elif path.suffix == ".csv":

@@ -62,10 +62,7 @@ def sample_users(data: EvalSet, num_users: int, seed: int = 0) -> EvalSet:
         return data
     rows = np.sort(np.random.default_rng(seed).choice(data.num_examples, size=num_users, replace=False))
     h = data.history
-    starts, ends = h.offsets[rows], h.offsets[rows + 1]
-    positions = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if rows.size else np.zeros(0, int)
-    offsets = np.concatenate([[0], np.cumsum(ends - starts)]).astype(h.offsets.dtype)
-    history = Sequences(h.item_ids[positions], h.timestamps[positions], h.labels[positions], offsets, h.user_ids[rows])
+    history = _gather(h, h.user_ids[rows], h.offsets[rows], h.offsets[rows + 1])
     return EvalSet(history, data.target_item_ids[rows], data.target_timestamps[rows], data.target_labels[rows])
 
 
@@ -79,7 +76,7 @@ class Split:
     has_labels: bool
 
 
-def _gather(log: InteractionLog, users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Sequences:
+def _gather(log: InteractionLog | Sequences, users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Sequences:
     """Concatenate log[starts[i]:ends[i]] (absolute positions) for each selected user."""
     lengths = ends - starts
     offsets = np.zeros(lengths.size + 1, dtype=np.int64)
