@@ -24,6 +24,7 @@ import torch
 from models.base import Recommender, param_counts
 from models.losses import LossConfig
 from models.presets import build_model, model_config
+from scaling.allocator import keep_freed_memory
 from scaling.config import TrialConfig
 from scaling.data.cache import atomic_write
 from scaling.data.dataset import load_dataset
@@ -109,6 +110,8 @@ class Trainer:
         cfg.validate()
         self.cfg, self.out_dir = cfg, Path(out_dir)
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         torch.manual_seed(cfg.seed)
         data_dir = Path(cfg.data_dir) if cfg.data_dir else None
         log = load_dataset(cfg.dataset, data_dir, cfg.synthetic)
