@@ -150,10 +150,11 @@ class DLRM(Recommender):
         target_ids = batch.item_ids[target]
         if task == "ranking":
             return binary_loss(self.rank(ex, target_ids), batch.labels[target]), int(target.numel())
-        negative_ids = sample_negatives(self.config.num_items, batch.batch_size, self.config.loss.num_negatives,
+        groups = self.config.loss.negative_groups(prediction_offsets(batch.offsets))
+        negative_ids = sample_negatives(self.config.num_items, groups.numel() - 1, self.config.loss.num_negatives,
                                         generator, target_ids.device)
         loss = sampled_softmax_loss(self.user_vectors(ex), self.item_vectors(target_ids),
-                                    self.item_vectors(negative_ids), prediction_offsets(batch.offsets),
+                                    self.item_vectors(negative_ids), groups,
                                     target_ids, negative_ids, self.config.loss.temperature)
         return loss, int(target.numel())
 

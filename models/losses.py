@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from models.jagged import jagged_to_padded, padded_to_jagged, sequence_ids
 
+NEGATIVES_PER = ("sequence", "prediction")
+
 
 @dataclass(frozen=True, kw_only=True)
 class LossConfig:
@@ -15,19 +17,34 @@ class LossConfig:
 
     num_negatives: int = 128
     temperature: float = 0.05
+    # "sequence": a sequence's predictions share its K negatives (one batched matmul);
+    # "prediction": every prediction draws its own K, as the HSTU paper's code does.
+    negatives_per: str = "sequence"
+
+    def __post_init__(self) -> None:
+        if self.negatives_per not in NEGATIVES_PER:
+            raise ValueError(f"negatives_per must be one of {', '.join(NEGATIVES_PER)}; got {self.negatives_per!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def negative_groups(self, row_offsets: torch.Tensor) -> torch.Tensor:
+        """Offsets of the rows that share one draw of K negatives: sequences, or single rows."""
+        if self.negatives_per == "sequence":
+            return row_offsets
+        return torch.arange(int(row_offsets[-1]) + 1, device=row_offsets.device)
 
 
 def sample_negatives(
     num_items: int, num_groups: int, num_negatives: int, generator: torch.Generator | None, device: torch.device
 ) -> torch.Tensor:
-    """[G, K] item ids drawn uniformly from the catalog 1..num_items, K for each of G sequences.
+    """[G, K] item ids drawn uniformly from the catalog 1..num_items, K for each of G groups.
 
-    Each sequence's predictions share its K negatives: as many distinct negatives per step as
-    per-prediction sampling gives in practice (B*K), through one batched matmul instead of an
-    [N, K, d] gather. One set for the whole batch (K in all) learns several times slower.
+    A group is a sequence (LossConfig.negatives_per="sequence", the default) or one prediction.
+    Per sequence draws as many distinct negatives per step as per prediction does in practice
+    (B*K) through one batched matmul instead of an [N, K, d] gather; per prediction decorrelates
+    the negatives of neighbouring positions at ~K*d floats per prediction. One set for the whole
+    batch (K in all) learns several times slower.
     """
     sample_device = generator.device if generator is not None else device
     ids = torch.randint(1, num_items + 1, (num_groups, num_negatives), generator=generator, device=sample_device)

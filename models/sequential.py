@@ -77,14 +77,17 @@ class SequentialRecommender(Recommender):
         source = torch.nonzero(torch.arange(batch.num_tokens, device=seq.device) + 1
                                < batch.offsets[seq + 1]).squeeze(1)
         target_ids = batch.item_ids[source + 1]
-        negative_ids = sample_negatives(self.num_items, batch.batch_size, self.loss_config.num_negatives,
+        groups = self.loss_config.negative_groups(prediction_offsets(batch.offsets))
+        negative_ids = sample_negatives(self.num_items, groups.numel() - 1, self.loss_config.num_negatives,
                                         generator, hidden.device)
-        normalize = nn.functional.normalize
+        # The catalog is normalised once and its rows gathered: per-prediction negatives gather
+        # N*K rows, and normalising them one by one costs several times the gather's backward.
+        items = nn.functional.normalize(self.item_emb.weight, dim=-1)
         loss = sampled_softmax_loss(
-            normalize(hidden[source], dim=-1),
-            normalize(self.item_emb(target_ids), dim=-1),
-            normalize(self.item_emb(negative_ids), dim=-1),
-            prediction_offsets(batch.offsets), target_ids, negative_ids, self.loss_config.temperature)
+            nn.functional.normalize(hidden[source], dim=-1),
+            items.index_select(0, target_ids),
+            items.index_select(0, negative_ids.flatten()).view(*negative_ids.shape, -1),
+            groups, target_ids, negative_ids, self.loss_config.temperature)
         return loss, int(source.numel())
 
     def score_catalog(self, batch: EvalBatch) -> torch.Tensor:

@@ -52,6 +52,7 @@ class TrialConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     num_negatives: int = 128
     temperature: float = 0.05
+    negatives_per: str = "sequence"  # "sequence" | "prediction" (the HSTU paper's code): see models.losses
     dropout: float = 0.2
     model_overrides: dict[str, Any] = field(default_factory=dict)  # other preset fields, by name
     device: str = "cpu"  # "cpu" | "cuda" | "auto"
@@ -80,6 +81,7 @@ class TrialConfig:
 
     def validate(self) -> None:
         from scaling.data.registry import get_spec
+        from models.losses import NEGATIVES_PER
         from scaling.data.splits import SPLITS
 
         get_spec(self.dataset)
@@ -89,6 +91,8 @@ class TrialConfig:
             raise GrscaleError(f"unknown split {self.split!r}; known splits: {', '.join(SPLITS)}")
         if self.optim.schedule not in SCHEDULES:
             raise GrscaleError(f"unknown schedule {self.optim.schedule!r}; known: {', '.join(SCHEDULES)}")
+        if self.negatives_per not in NEGATIVES_PER:
+            raise GrscaleError(f"unknown negatives_per {self.negatives_per!r}; known: {', '.join(NEGATIVES_PER)}")
         if not self.budget > 0:
             raise GrscaleError(f"budget must be a positive number of FLOPs, got {self.budget}")
         if self.val_users < 0:

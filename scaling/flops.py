@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from models.base import check_task
 from models.dlrm import NUM_VECTORS, DLRMConfig
 from models.hstu import HSTUConfig
+from models.losses import LossConfig
 from models.sasrec import SASRecConfig
 from scaling.errors import GrscaleError
 
@@ -47,27 +48,37 @@ def _mlp_flops(rows: int, dims: list[int]) -> float:
     return sum(2.0 * rows * a * b for a, b in zip(dims[:-1], dims[1:]))
 
 
-def _softmax_logit_flops(d: int, lengths: list[int], num_negatives: int) -> tuple[float, float]:
+def _negative_draws(lengths: list[int], loss: LossConfig) -> int:
+    """Rows of negatives sampled per step: K per sequence, or K per prediction."""
+    groups = len(lengths) if loss.negatives_per == "sequence" else sum(max(n - 1, 0) for n in lengths)
+    return groups * loss.num_negatives
+
+
+def _softmax_logit_flops(d: int, lengths: list[int], loss: LossConfig) -> tuple[float, float]:
     """(useful, executed) forward FLOPs of the sampled-softmax logits.
 
-    Each prediction scores its positive and its sequence's K negatives; the negatives' logits
-    run as one batched matmul over predictions padded to the longest sequence's count.
+    Each prediction scores its positive and its group's K negatives; the negatives' logits run
+    as one batched matmul over each group's predictions padded to the largest group (a
+    sequence, or a single prediction with nothing to pad).
     """
     predictions = [max(n - 1, 0) for n in lengths]
-    useful = 2.0 * sum(predictions) * d * (1 + num_negatives)
-    padded = len(lengths) * max(predictions, default=0) * num_negatives
+    useful = 2.0 * sum(predictions) * d * (1 + loss.num_negatives)
+    if loss.negatives_per == "sequence":
+        padded = len(lengths) * max(predictions, default=0) * loss.num_negatives
+    else:
+        padded = sum(predictions) * loss.num_negatives
     return useful, 2.0 * sum(predictions) * d + 2.0 * padded * d
 
 
 def _sequence_head_flops(d: int, lengths: list[int], task: str,
-                         num_negatives: int) -> tuple[float, float, int]:
+                         loss: LossConfig) -> tuple[float, float, int]:
     """(useful, executed forward FLOPs, embedding rows) of the retrieval loss or ranking head."""
     tokens = sum(lengths)
     if task == "ranking":
         flops = _mlp_flops(tokens, [d, d, 1])
         return flops, flops, 0
-    useful, executed = _softmax_logit_flops(d, lengths, num_negatives)
-    return useful, executed, sum(max(n - 1, 0) for n in lengths) + len(lengths) * num_negatives
+    useful, executed = _softmax_logit_flops(d, lengths, loss)
+    return useful, executed, sum(max(n - 1, 0) for n in lengths) + _negative_draws(lengths, loss)
 
 
 def _attention_pairs(lengths: list[int]) -> tuple[float, float]:
@@ -83,7 +94,7 @@ def _hstu(c: HSTUConfig, task: str, lengths: list[int]) -> tuple[float, float, f
                  + _mlp_flops(tokens, [h * c.dv, c.d_model]))
     causal, padded = _attention_pairs(lengths)
     attn_per_pair = 2.0 * h * (c.dqk + c.dv)  # Q K^T and A V
-    head, head_executed, head_rows = _sequence_head_flops(c.d_model, lengths, task, c.loss.num_negatives)
+    head, head_executed, head_rows = _sequence_head_flops(c.d_model, lengths, task, c.loss)
     dense = TRAIN_FACTOR * c.num_blocks * per_block
     useful = dense + TRAIN_FACTOR * (head + c.num_blocks * attn_per_pair * causal)
     executed = dense + TRAIN_FACTOR * (head_executed + c.num_blocks * attn_per_pair * padded)
@@ -97,7 +108,7 @@ def _sasrec(c: SASRecConfig, task: str, lengths: list[int]) -> tuple[float, floa
                  + _mlp_flops(tokens, [d, c.ffn_mult * d, d]))
     causal, padded = _attention_pairs(lengths)
     attn_per_pair = 2.0 * 2 * d  # Q K^T and A V, summed over heads
-    head, head_executed, head_rows = _sequence_head_flops(d, lengths, task, c.loss.num_negatives)
+    head, head_executed, head_rows = _sequence_head_flops(d, lengths, task, c.loss)
     dense = TRAIN_FACTOR * c.num_blocks * per_block
     useful = dense + TRAIN_FACTOR * head + TRAIN_FACTOR * c.num_blocks * attn_per_pair * causal
     executed = dense + TRAIN_FACTOR * head_executed + SDPA_EXECUTED_FACTOR * c.num_blocks * attn_per_pair * padded
@@ -112,7 +123,7 @@ def _pooled_rows(length: int, window: int) -> int:
 
 
 def _dlrm(c: DLRMConfig, task: str, lengths: list[int]) -> tuple[float, float, float]:
-    d, k = c.emb_dim, c.loss.num_negatives
+    d = c.emb_dim
     examples = sum(max(n - 1, 0) for n in lengths)
     pooled = sum(_pooled_rows(n, c.history_window) for n in lengths)
     bottom = [2, *c.bottom_mlp, d]
@@ -125,10 +136,10 @@ def _dlrm(c: DLRMConfig, task: str, lengths: list[int]) -> tuple[float, float, f
             flops += TRAIN_FACTOR * 2.0 * examples * NUM_VECTORS * NUM_VECTORS * d  # [6, d] x [d, 6]
         flops += TRAIN_FACTOR * _mlp_flops(examples, [c.top_input_dim, *c.top_mlp, 1])
         return flops, flops, (4 * examples + pooled) * d  # user, target item, hour, day + history
-    negatives = len(lengths) * k  # K per sequence
+    negatives = _negative_draws(lengths, c.loss)
     flops += TRAIN_FACTOR * (_mlp_flops(examples, [(NUM_VECTORS - 1) * d, *c.tower_mlp, d])
                              + _mlp_flops(examples + negatives, [d, *c.tower_mlp, d]))
-    logits_useful, logits_executed = _softmax_logit_flops(d, lengths, k)
+    logits_useful, logits_executed = _softmax_logit_flops(d, lengths, c.loss)
     rows = 4 * examples + negatives + pooled  # user, hour, day, positive item, negatives + history
     return (flops + TRAIN_FACTOR * logits_useful, flops + TRAIN_FACTOR * logits_executed, rows * d)
 

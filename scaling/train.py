@@ -82,7 +82,8 @@ def resolve_device(name: str) -> torch.device:
 
 def build_trial_model(cfg: TrialConfig, split: Split) -> Recommender:
     """The preset with the trial's loss, dropout and kernel settings where the family has them."""
-    overrides: dict[str, Any] = {"loss": LossConfig(num_negatives=cfg.num_negatives, temperature=cfg.temperature)}
+    overrides: dict[str, Any] = {"loss": LossConfig(num_negatives=cfg.num_negatives, temperature=cfg.temperature,
+                                                 negatives_per=cfg.negatives_per)}
     preset = model_config(cfg.family, cfg.size, num_items=split.num_items, num_users=split.num_users,
                           max_seq_len=cfg.max_seq_len)
     fields = {f.name for f in dataclasses.fields(preset)}

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from models.losses import LossConfig
 from models.presets import build_model
 from scaling.data.batch import JaggedBatch
 from scaling.errors import GrscaleError
@@ -110,6 +112,29 @@ def test_training_loss_counts_predictions(family):
     assert count == 4 + 0 + 2 and loss.ndim == 0 and torch.isfinite(loss)
     loss, count = model.training_loss(batch, "ranking", None)
     assert count == 9 and torch.isfinite(loss)
+
+
+def test_per_prediction_negatives_give_each_prediction_its_own_draw():
+    # Against the loss written out row by row: K fresh negatives per prediction, a negative
+    # equal to the row's positive left out, cross entropy over cosine / temperature.
+    model = model_for("hstu", loss=LossConfig(num_negatives=5, negatives_per="prediction"))
+    batch = make_batch([4, 1, 3], NUM_ITEMS)
+    loss, count = model.training_loss(batch, "retrieval", torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        hidden = F.normalize(model.hidden_states(batch, "retrieval"), dim=-1)
+        items = F.normalize(model.item_emb.weight, dim=-1)
+    negatives = torch.randint(1, NUM_ITEMS + 1, (count, 5), generator=torch.Generator().manual_seed(3))
+    rows = [t for t in range(8) if t + 1 not in (4, 5, 8)]  # tokens with a successor in their sequence
+    losses = []
+    for row, token in enumerate(rows):
+        target = batch.item_ids[token + 1]
+        kept = negatives[row][negatives[row] != target]
+        logits = torch.cat([items[target][None], items[kept]]) @ hidden[token] / 0.05
+        losses.append(-torch.log_softmax(logits, 0)[0])
+    assert count == 5
+    torch.testing.assert_close(loss.detach(), torch.stack(losses).mean())
+    with pytest.raises(ValueError, match="negatives_per"):
+        LossConfig(negatives_per="batch")
 
 
 def test_sequence_longer_than_max_seq_len_raises():

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from models.losses import LossConfig
+from models.losses import NEGATIVES_PER, LossConfig
 from models.presets import build_model
 from scaling.errors import GrscaleError
 from scaling.flops import reference_flop_counter, training_flops
@@ -16,7 +16,7 @@ NUM_ITEMS, NUM_USERS = 50, 8
 
 
 def random_model(family: str, rng: random.Random):
-    loss = LossConfig(num_negatives=rng.choice([1, 7, 32]))
+    loss = LossConfig(num_negatives=rng.choice([1, 7, 32]), negatives_per=rng.choice(NEGATIVES_PER))
     if family == "hstu":
         return build_model("hstu", "xs", NUM_ITEMS, NUM_USERS, 16, d_model=rng.choice([8, 12, 20]),
                            num_blocks=rng.randint(1, 3), num_heads=rng.randint(1, 3), dqk=rng.randint(2, 9),
