@@ -14,6 +14,7 @@ import pandas as pd
 
 from analysis import tables
 from analysis.bootstrap import Interval
+from analysis.compare import Multiplier
 from analysis.family import FamilyFit
 from analysis.study import StudyResult
 
@@ -108,16 +109,22 @@ def _supported(result: StudyResult, pct: str) -> list[str]:
         items.append(f"**{a} vs {b}**: alpha {ci(cmp.alpha_a, cmp.alpha_a_interval)} vs {ci(cmp.alpha_b, cmp.alpha_b_interval)}; "
                      f"{cmp.crossover.summary} ({cmp.crossover.bootstrap_share_in_range:.0%} of bootstrap pairs cross "
                      "inside the measured range).")
-        top = cmp.multipliers[-1]
-        items.append(f"Compute multiplier: to match {a}'s fitted quality at C = {fmt(top.flops)} ({fmt(top.quality)}), "
-                     f"{b} needs {fmt(top.multiplier)}x the compute ({pct} interval {fmt(top.interval.low)} to "
-                     f"{fmt(top.interval.high)}; inf: {b}'s curve never gets there).")
+        items.append(multiplier_sentence(a, b, cmp.multipliers[-1], pct))
         p = cmp.plateau
         verdict = ("includes 0: a plateau cannot be ruled out" if p.includes_zero
                    else "excludes 0: it still improves with compute")
         items.append(f"Plateau test: {p.family}'s log-log slope (pure power-law exponent) "
                      f"{ci(p.exponent, p.interval)} {verdict}.")
     return items or ["No law could be fitted (see below)."]
+
+
+def multiplier_sentence(a: str, b: str, top: Multiplier, pct: str) -> str:
+    """The compute multiplier at A's largest budget, in words where B's fitted curve never gets there."""
+    start = f"Compute multiplier: to match {a}'s fitted quality at C = {fmt(top.flops)} ({fmt(top.quality)}), "
+    interval = f"{pct} interval {fmt(top.interval.low)} to {fmt(top.interval.high)}"
+    if math.isinf(top.multiplier):
+        return start + f"no finite compute is enough: {b}'s fitted curve never gets there ({interval})."
+    return start + f"{b} needs {fmt(top.multiplier)}x the compute ({interval}; inf: {b}'s curve never gets there)."
 
 
 def _unsupported(result: StudyResult) -> list[str]:

@@ -134,3 +134,16 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=repo)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_multiplier_sentence_says_in_words_when_no_compute_is_enough():
+    from analysis.bootstrap import Interval
+    from analysis.compare import Multiplier
+    from analysis.report import multiplier_sentence
+
+    finite = multiplier_sentence("hstu", "dlrm", Multiplier(1e13, 0.146, 742.0, Interval(685.0, 808.0, 0.95)), "95%")
+    assert "dlrm needs 742x the compute (95% interval 685 to 808;" in finite
+    never = multiplier_sentence("hstu", "dlrm", Multiplier(1e13, 0.146, float("inf"), Interval(900.0, float("inf"), 0.95)),
+                                "95%")
+    assert "infx" not in never
+    assert "no finite compute is enough: dlrm's fitted curve never gets there (95% interval 900 to inf)" in never
