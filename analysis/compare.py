@@ -2,7 +2,9 @@
 
 - crossover: the compute where the fitted curves cross, if they do within the scanned range;
 - compute multiplier: C_B / C where family B's curve reaches family A's quality at C;
-- plateau test: whether B's log-log slope (the pure power law's exponent) could be 0.
+- plateau test: whether B's log-log slope (the pure power law's exponent) could be 0, and
+  B's local slope at its largest budget from the saturating law (a whole-range slope misses a
+  curve that flattens late).
 """
 from __future__ import annotations
 
@@ -42,6 +44,9 @@ class PlateauTest:
     exponent: float  # pure power-law exponent (minus the log-log slope)
     interval: Interval
     includes_zero: bool
+    top_flops: float  # the family's largest budget
+    top_slope: float  # -d log Q / d log C of the saturating law there
+    top_slope_interval: Interval
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ def default_pair(families: list[str]) -> tuple[str, str] | None:
 def compare(a: FamilyFit, b: FamilyFit, level: float) -> Comparison:
     pa, pb = _saturating_rows(a), _saturating_rows(b)
     plateau_interval = b.exponent_interval("power")
+    top = float(b.budgets.max())
+    slopes = _local_slope(pb, np.log(top))
     return Comparison(
         family_a=a.family,
         family_b=b.family,
@@ -79,8 +86,15 @@ def compare(a: FamilyFit, b: FamilyFit, level: float) -> Comparison:
         alpha_b_interval=b.exponent_interval("saturating"),
         crossover=_crossover(a, b, pa, pb),
         multipliers=tuple(_multiplier(c, pa, pb, level) for c in a.budgets),
-        plateau=PlateauTest(b.family, b.power.alpha, plateau_interval, plateau_interval.contains(0.0)),
+        plateau=PlateauTest(b.family, b.power.alpha, plateau_interval, plateau_interval.contains(0.0),
+                            top, float(slopes[0]), percentile_interval(slopes[1:], level)),
     )
+
+
+def _local_slope(rows: np.ndarray, log_c: float) -> np.ndarray:
+    """-d log Q / d log C of each saturating row (E, A, alpha) at log C: alpha * A C^-alpha / Q."""
+    log_reducible = np.log(rows[:, 1]) - rows[:, 2] * log_c
+    return rows[:, 2] * np.exp(log_reducible - predict_log("saturating", rows, np.array([log_c]))[:, 0])
 
 
 def _saturating_rows(fit: FamilyFit) -> np.ndarray:

@@ -114,7 +114,8 @@ def _supported(result: StudyResult, pct: str) -> list[str]:
         verdict = ("includes 0: a plateau cannot be ruled out" if p.includes_zero
                    else "excludes 0: it still improves with compute")
         items.append(f"Plateau test: {p.family}'s log-log slope (pure power-law exponent) "
-                     f"{ci(p.exponent, p.interval)} {verdict}.")
+                     f"{ci(p.exponent, p.interval)} {verdict}; its local slope at its largest budget "
+                     f"C = {fmt(p.top_flops)} (saturating law) is {ci(p.top_slope, p.top_slope_interval)}.")
     return items or ["No law could be fitted (see below)."]
 
 

@@ -24,6 +24,7 @@ def summary(result: StudyResult) -> dict[str, float | str | bool]:
     cmp = result.comparison
     if cmp is not None:
         out |= {"comparison/crossover": cmp.crossover.summary, "comparison/plateau": cmp.plateau.includes_zero,
+                "comparison/plateau_top_slope": cmp.plateau.top_slope,
                 "comparison/multiplier_at_top": cmp.multipliers[-1].multiplier}
     return out
 

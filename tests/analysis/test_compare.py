@@ -60,3 +60,17 @@ def test_never_reached_quality_gives_infinite_multiplier():
     # DLRM's floor E = 3 lies above HSTU's quality at the top budgets.
     result = analyze(two_families(saturating(1.0, 1e3, 0.3), saturating(3.0, 1e3, 0.3)), n_resamples=20)
     assert result.comparison.multipliers[-1].multiplier == float("inf")
+
+
+def test_local_slope_at_the_top_budget_sees_a_late_plateau():
+    # Q = E + A C^-alpha: the local slope alpha A C^-alpha / Q falls towards 0 as C passes the
+    # knee, while the whole-range slope still averages the steep early part.
+    E, A, alpha = 1.0, 1e6, 0.5
+    result = analyze(two_families(saturating(1.0, 1e4, 0.3), saturating(E, A, alpha)), n_resamples=20)
+    p = result.comparison.plateau
+    top = BUDGETS.max()
+    truth = alpha * A * top**-alpha / (E + A * top**-alpha)
+    assert p.top_flops == top
+    assert p.top_slope == pytest.approx(truth, rel=0.02)
+    assert p.top_slope_interval.low <= p.top_slope <= p.top_slope_interval.high
+    assert p.top_slope < 0.1 * p.exponent  # flat at the end, though the whole-range slope is not
