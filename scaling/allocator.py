@@ -5,7 +5,7 @@ A CPU training step allocates and frees the same large activations every step (H
 such blocks with mmap and hands them back to the OS on free, and trims the heap top, so every
 step page-faults its activations in again. Serving them from the heap and never trimming keeps
 the process at its peak size, which training reaches on its first step anyway; measured on the
-2-core CPU: hstu-large-ml1m 2.0 -> 0.96 s per step (benchmarks/reproduce_ml1m.md).
+2-core CPU: hstu-large-ml1m 2.0 -> 0.96 s per step (the epoch times in benchmarks/train_throughput.md).
 """
 from __future__ import annotations
 
