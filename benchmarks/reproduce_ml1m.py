@@ -3,7 +3,7 @@
 Settings (Zhai et al. 2024, ML-1M): max length 200, 128 negatives drawn per prediction,
 temperature 0.05, AdamW lr 1e-3, betas (0.9, 0.98), batch 128, dropout 0.2, constant learning
 rate; `--negatives-per sequence` shares each sequence's negatives instead (grscale's default,
-several times cheaper per step on the CPU). Two protocols:
+1.6-1.9x cheaper per step on the CPU, lower quality per FLOP). Two protocols:
   paper: train on all but each user's last item, test on the last, no validation split
          (the `leave-last-out` split; figures are test at the end of training);
   ours:  leave-one-out with a validation item; test at the best validation point (val NDCG@10).
