@@ -31,10 +31,10 @@ def exclude_history(scores: torch.Tensor, history_ids: torch.Tensor, history_off
 
 @dataclass
 class RetrievalAccumulator:
-    """Sums of per-example retrieval metrics over batches."""
+    """Per-example retrieval metrics over batches: their means, and the values themselves (for standard
+    errors and paired comparisons of two models on the same examples)."""
 
-    count: int = 0
-    sums: dict[str, float] = field(default_factory=dict)
+    values: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def add(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
         scores = scores.float()
@@ -47,11 +47,21 @@ class RetrievalAccumulator:
         for k in NDCG_KS:
             values[f"ndcg@{k}"] = torch.where(rank < k, 1.0 / torch.log2(rank.double() + 2.0), 0.0)
         for name, value in values.items():
-            self.sums[name] = self.sums.get(name, 0.0) + float(value.sum())
-        self.count += int(targets.numel())
+            self.values.setdefault(name, []).append(value.cpu().numpy())
+
+    def per_example(self) -> dict[str, np.ndarray]:
+        """Each metric's value for every example added, in the order added."""
+        return {name: np.concatenate(parts) for name, parts in sorted(self.values.items())}
 
     def result(self) -> dict[str, float]:
-        return {name: total / max(self.count, 1) for name, total in sorted(self.sums.items())}
+        return {name: float(values.mean()) if values.size else 0.0 for name, values in self.per_example().items()}
+
+
+def standard_error(values: np.ndarray) -> float:
+    """Standard error of the mean of independent examples (sample standard deviation / sqrt(n))."""
+    if values.size < 2:
+        raise ValueError(f"a standard error needs at least 2 examples, got {values.size}")
+    return float(values.std(ddof=1) / math.sqrt(values.size))
 
 
 def binary_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from scaling.metrics import RetrievalAccumulator, auc, binary_metrics, exclude_history
+from scaling.metrics import RetrievalAccumulator, auc, binary_metrics, exclude_history, standard_error
 
 
 def test_retrieval_metrics_against_hand_computed_ranks():
@@ -25,6 +25,17 @@ def test_retrieval_metrics_against_hand_computed_ranks():
     assert result["ndcg@10"] == pytest.approx(np.mean(1 / np.log2(ranks + 2)))
     nll = -torch.log_softmax(scores, dim=1)[torch.arange(3), targets].mean()
     assert result["nll"] == pytest.approx(float(nll), rel=1e-6)
+    per_example = acc.per_example()  # in the order added, across batches
+    np.testing.assert_allclose(per_example["ndcg@10"], 1 / np.log2(ranks + 2))
+    np.testing.assert_array_equal(per_example["hr@1"], ranks < 1)
+
+
+def test_standard_error_of_the_mean():
+    values = np.array([0.0, 1.0, 1.0, 0.0, 1.0])
+    # sample variance 0.3 (ddof 1), over n = 5
+    assert standard_error(values) == pytest.approx(math.sqrt(0.3 / 5))
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        standard_error(np.array([0.5]))
 
 
 def test_exclude_history_keeps_the_target():
