@@ -124,9 +124,9 @@ def write_table(results: dict) -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} cores (CPU only); date {date.today()}; git {sha}; "
         "epochs counted by FLOPs budget; constant lr 1e-3", "",
         "paper protocol = leave-last-out, test at the end of training; ours = leave-one-out, test at the best "
-        f"validation NDCG@10. Each figure ± its standard error over the {'/'.join(map(str, users))} test users (test-set sampling "
-        "only, not seed-to-seed variation), re-evaluated from the run's checkpoint; published figures in "
-        "parentheses; delta = relative difference; z = difference / standard error.", "",
+        f"validation NDCG@10. Each figure ± its standard error over the {'/'.join(map(str, users))} test users "
+        "(test-set sampling only, not seed-to-seed variation), re-evaluated from the run's checkpoint; "
+        "published figures in parentheses; delta = relative difference; z = difference / standard error.", "",
         "| model | protocol | negatives per | epochs | HR@10 | NDCG@10 | HR@50 | HR@200 | max abs delta | max abs z "
         "| wall |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
