@@ -1,9 +1,9 @@
 """One trial: a model family at one size, trained on one dataset until it has spent a FLOPs budget.
 
 Steps: build data and model -> per batch, count its training FLOPs, set the learning rate from
-the fraction of the budget spent, step -> at log-spaced fractions of the budget, evaluate the
-validation split, write a row, checkpoint -> at the end, test at the end and at the best
-validation point. A resumed trial replays the same batches and random draws, so it ends with
+the fraction of the budget spent, step (checkpoint every CHECKPOINT_EVERY_S) -> at log-spaced
+fractions of the budget, evaluate the validation split, write a row, checkpoint -> at the end,
+test at the end and at the best validation point. A resumed trial replays the same batches and random draws, so it ends with
 the same result as an uninterrupted one.
 """
 from __future__ import annotations
@@ -39,6 +39,9 @@ from scaling.schedule import eval_fractions, lr_at
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
+# Besides at every validation point: the last log-spaced points lie far apart (hours on a CPU), and a kill
+# between them would lose that training. Not part of TrialConfig: it does not change a trial's result.
+CHECKPOINT_EVERY_S = 600.0
 
 
 @dataclass
@@ -107,9 +110,11 @@ def _git_sha() -> str:
 class Trainer:
     """One trial's data, model, optimizer and counters, with the steps of the loop as methods."""
 
-    def __init__(self, cfg: TrialConfig, out_dir: Path, reporters: Iterable[Reporter] = ()) -> None:
+    def __init__(self, cfg: TrialConfig, out_dir: Path, reporters: Iterable[Reporter] = (),
+                 checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> None:
         cfg.validate()
         self.cfg, self.out_dir = cfg, Path(out_dir)
+        self.checkpoint_every_s = checkpoint_every_s
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             keep_freed_memory()
@@ -256,6 +261,7 @@ class Trainer:
         progress = TrainProgress(cfg, enabled=cfg.progress, initial_flops=s.flops)
         status, error = "done", None
         started = time.perf_counter() - s.wall_s
+        last_checkpoint = time.perf_counter()
         try:
             while s.next_eval < len(self.fractions):
                 for batch in self.batches.epoch(s.epoch, s.batch_index):
@@ -268,6 +274,9 @@ class Trainer:
                     progress.update(s.flops, batch.num_tokens, loss)
                     if s.flops >= self.fractions[s.next_eval] * cfg.budget:
                         break
+                    if time.perf_counter() - last_checkpoint >= self.checkpoint_every_s:
+                        self.save_checkpoint()
+                        last_checkpoint = time.perf_counter()
                 else:
                     s.epoch, s.batch_index = s.epoch + 1, 0
                     continue
@@ -286,6 +295,7 @@ class Trainer:
                 self.emit(row)
                 progress.validation(row, cfg.selection_metric)
                 self.save_checkpoint()
+                last_checkpoint = time.perf_counter()
         finally:
             progress.close()
         if status == "diverged":
@@ -301,7 +311,7 @@ class Trainer:
 
 
 def train_to_budget(cfg: TrialConfig, out_dir: Path, reporters: Iterable[Reporter] = (),
-                    resume: bool = False) -> TrialResult:
+                    resume: bool = False, checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> TrialResult:
     """Train `cfg` until its FLOPs budget is spent; rows go to out_dir/metrics.jsonl and `reporters`."""
     torch.set_num_threads(int(os.environ.get("GRSCALE_TORCH_THREADS", torch.get_num_threads())))
-    return Trainer(cfg, out_dir, reporters).run(resume=resume)
+    return Trainer(cfg, out_dir, reporters, checkpoint_every_s).run(resume=resume)

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--kernel", choices=("auto", "pytorch", "triton"), help="HSTU attention implementation")
     train.add_argument("--out", type=Path, required=True, help="run folder (metrics.jsonl, checkpoint, run_info.json)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    train.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
+                       help="also checkpoint between validation points this often (default 600)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_synthetic_arguments(train)
     train.set_defaults(func=_train)
@@ -62,10 +64,11 @@ def trial_config_from_args(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from scaling.train import train_to_budget
+    from scaling.train import CHECKPOINT_EVERY_S, train_to_budget
 
     cfg = trial_config_from_args(args)
-    result = train_to_budget(cfg, args.out, resume=args.resume)
+    every = CHECKPOINT_EVERY_S if args.checkpoint_every is None else args.checkpoint_every
+    result = train_to_budget(cfg, args.out, resume=args.resume, checkpoint_every_s=every)
     final = result.final
     if result.status != "done":
         print(f"{cfg.family}-{cfg.size}: {result.status}: {final.get('error')}")

@@ -75,6 +75,31 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(tmp_path):
                 assert a[key] == b[key], key
 
 
+def test_a_kill_between_validation_points_loses_at_most_the_checkpoint_interval(tmp_path, monkeypatch):
+    cfg = tiny(family="hstu", budget=4e8)
+    full = train_to_budget(cfg, tmp_path / "full")
+    calls, step = {"n": 0}, Trainer.train_step
+
+    def killed_at_step_12(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise KeyboardInterrupt
+        return step(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", killed_at_step_12)
+    cut = Trainer(cfg, tmp_path / "cut", checkpoint_every_s=0.0)  # checkpoint after every step
+    with pytest.raises(KeyboardInterrupt):
+        cut.run()
+    assert cut.state.next_eval < len(cut.fractions) - 1  # killed with validation points still to come
+    monkeypatch.undo()
+    resumed = Trainer(cfg, tmp_path / "cut")
+    assert resumed.load_checkpoint() and resumed.state.step == 11  # nothing before the kill is lost
+    rows = train_to_budget(cfg, tmp_path / "cut", resume=True).rows
+    assert [r["step"] for r in rows] == [r["step"] for r in full.rows]
+    assert [r["val/nll"] for r in rows] == pytest.approx([r["val/nll"] for r in full.rows], rel=1e-6)
+    assert rows[-1]["test/nll"] == pytest.approx(full.rows[-1]["test/nll"], rel=1e-6)
+
+
 @pytest.mark.parametrize("metric", ["ndcg@10", "nll"])
 def test_test_metrics_come_from_the_best_validation_point(tmp_path, metric):
     result = train_to_budget(tiny(budget=1e9, select_metric=metric, optim=OptimConfig(lr=3e-3)), tmp_path)
