@@ -3,8 +3,8 @@
 Steps: build data and model -> per batch, count its training FLOPs, set the learning rate from
 the fraction of the budget spent, step (checkpoint every CHECKPOINT_EVERY_S) -> at log-spaced
 fractions of the budget, evaluate the validation split, write a row, checkpoint -> at the end,
-test at the end and at the best validation point. A resumed trial replays the same batches and random draws, so it ends with
-the same result as an uninterrupted one.
+test at the end and at the best validation point. A resumed trial replays the same batches and
+random draws, so it ends with the same result as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -115,6 +115,7 @@ class Trainer:
         cfg.validate()
         self.cfg, self.out_dir = cfg, Path(out_dir)
         self.checkpoint_every_s = checkpoint_every_s
+        self.checkpointed_at = time.perf_counter()
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             keep_freed_memory()
@@ -161,6 +162,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
         }
         atomic_write(self.out_dir / CHECKPOINT, lambda handle: torch.save(payload, handle))
+        self.checkpointed_at = time.perf_counter()
 
     def load_checkpoint(self) -> bool:
         path = self.out_dir / CHECKPOINT
@@ -261,7 +263,6 @@ class Trainer:
         progress = TrainProgress(cfg, enabled=cfg.progress, initial_flops=s.flops)
         status, error = "done", None
         started = time.perf_counter() - s.wall_s
-        last_checkpoint = time.perf_counter()
         try:
             while s.next_eval < len(self.fractions):
                 for batch in self.batches.epoch(s.epoch, s.batch_index):
@@ -274,9 +275,8 @@ class Trainer:
                     progress.update(s.flops, batch.num_tokens, loss)
                     if s.flops >= self.fractions[s.next_eval] * cfg.budget:
                         break
-                    if time.perf_counter() - last_checkpoint >= self.checkpoint_every_s:
+                    if time.perf_counter() - self.checkpointed_at >= self.checkpoint_every_s:
                         self.save_checkpoint()
-                        last_checkpoint = time.perf_counter()
                 else:
                     s.epoch, s.batch_index = s.epoch + 1, 0
                     continue
@@ -295,7 +295,6 @@ class Trainer:
                 self.emit(row)
                 progress.validation(row, cfg.selection_metric)
                 self.save_checkpoint()
-                last_checkpoint = time.perf_counter()
         finally:
             progress.close()
         if status == "diverged":
