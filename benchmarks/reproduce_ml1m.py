@@ -3,14 +3,17 @@
 Settings (Zhai et al. 2024, ML-1M): max length 200, 128 negatives drawn per prediction,
 temperature 0.05, AdamW lr 1e-3, betas (0.9, 0.98), batch 128, dropout 0.2, constant learning
 rate; `--negatives-per sequence` shares each sequence's negatives instead (grscale's default,
-1.6-1.9x cheaper per step on the CPU, lower quality per FLOP). Two protocols:
+1.6-1.9x cheaper per step on the CPU, lower quality per FLOP). HSTU's attention as the paper's
+code computes it (`--hstu-attention paper`, the default): the time bias measured from the time of
+the predicted interaction, scores q.k unscaled; `grscale` keeps grscale's HSTU defaults (the
+query's own time, q.k / sqrt(dqk)). Two protocols:
   paper: train on all but each user's last item, test on the last, no validation split
          (the `leave-last-out` split; figures are test at the end of training);
   ours:  leave-one-out with a validation item; test at the best validation point (val NDCG@10).
 Target (issue 3): within 3% of each published figure under the paper's protocol, and the
 published order SASRec < HSTU < HSTU-large.
 Run: GRSCALE_DATA_DIR=../shared/data .venv/bin/python benchmarks/reproduce_ml1m.py --epochs 100 --seeds 0 1 2
-Run folders PRESET-PROTOCOL-NEGATIVES-seedS go under --runs (benchmarks/runs/ by default, not committed).
+Run folders PRESET-PROTOCOL-NEGATIVES[-paper-attention]-seedS go under --runs (benchmarks/runs/ by default, not committed).
 Each finished run is re-evaluated from its checkpoint once and its figures kept in
 benchmarks/reproduce_ml1m.json (committed), so a result outlives its run folder; the table,
 benchmarks/reproduce_ml1m.md, is written from that ledger: a row per run, the mean over seeds, and the
@@ -52,18 +55,26 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@50, HR@200 from the paper's Table (ML-1M)
 METRICS = ("hr@10", "ndcg@10", "hr@50", "hr@200")
 NOTES_MARKER = "## Notes (by hand; the script keeps this section)"
 SPLITS = {"paper": "leave-last-out", "ours": "leave-one-out"}
+# HSTU's attention: model overrides per variant (SASRec records "-"). "grscale" is HSTUConfig's defaults.
+HSTU_ATTENTION = {"paper": {"query_time": "target", "qk_scale": 1.0}, "grscale": {}}
 HERE = Path(__file__).parent
 LEDGER = HERE / "reproduce_ml1m.json"
 TABLE = HERE / "reproduce_ml1m.md"
 
 
-def trial(preset: str, protocol: str, negatives_per: str, epochs: float, seed: int = 0) -> TrialConfig:
+def attention_variant(preset: str, hstu_attention: str) -> str:
+    return hstu_attention if preset.startswith("hstu-") else "-"
+
+
+def trial(preset: str, protocol: str, negatives_per: str, epochs: float, seed: int = 0,
+          hstu_attention: str = "paper") -> TrialConfig:
     """The paper's settings for `preset`, with a budget of `epochs` passes over the training split."""
     family, size = preset.split("-", 1)
+    overrides = HSTU_ATTENTION[hstu_attention] if family == "hstu" else {}
     base = TrialConfig(
         family=family, size=size, dataset="ml-1m", split=SPLITS[protocol], budget=1.0, max_seq_len=200,
         batch_size=128, num_negatives=128, negatives_per=negatives_per, temperature=0.05, dropout=0.2, num_evals=10,
-        first_eval_fraction=0.05, select_metric="ndcg@10", progress=True, seed=seed,
+        first_eval_fraction=0.05, select_metric="ndcg@10", progress=True, seed=seed, model_overrides=overrides,
         optim=OptimConfig(lr=1e-3, betas=(0.9, 0.98), schedule="constant", warmup_fraction=0.0, grad_clip=0.0),
     )
     split = make_split(load_dataset("ml-1m"), base.split)
@@ -73,8 +84,9 @@ def trial(preset: str, protocol: str, negatives_per: str, epochs: float, seed: i
     return TrialConfig.from_dict({**base.to_dict(), "budget": epochs * epoch_flops})
 
 
-def run_name(preset: str, protocol: str, negatives_per: str, seed: int) -> str:
-    return f"{preset}-{protocol}-{negatives_per}-seed{seed}"
+def run_name(preset: str, protocol: str, negatives_per: str, hstu_attention: str, seed: int) -> str:
+    variant = "-paper-attention" if attention_variant(preset, hstu_attention) == "paper" else ""
+    return f"{preset}-{protocol}-{negatives_per}{variant}-seed{seed}"
 
 
 def main() -> None:
@@ -83,6 +95,7 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="+", choices=tuple(SPLITS), default=["paper", "ours"])
     parser.add_argument("--models", nargs="+", choices=tuple(PUBLISHED), default=list(PUBLISHED))
     parser.add_argument("--negatives-per", choices=NEGATIVES_PER, default="prediction")
+    parser.add_argument("--hstu-attention", choices=tuple(HSTU_ATTENTION), default="paper")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--runs", type=Path, default=HERE / "runs" / "reproduce_ml1m")
     parser.add_argument("--table-only", action="store_true", help="record the finished runs and write the table")
@@ -91,8 +104,8 @@ def main() -> None:
         for seed in args.seeds:
             for protocol in args.protocols:
                 for preset in args.models:
-                    name = run_name(preset, protocol, args.negatives_per, seed)
-                    train_to_budget(trial(preset, protocol, args.negatives_per, args.epochs, seed),
+                    name = run_name(preset, protocol, args.negatives_per, args.hstu_attention, seed)
+                    train_to_budget(trial(preset, protocol, args.negatives_per, args.epochs, seed, args.hstu_attention),
                                     args.runs / name, resume=True)
                     write_table(record_finished_runs(args.runs))
     write_table(record_finished_runs(args.runs))
@@ -115,27 +128,31 @@ def record_finished_runs(runs: Path) -> dict:
                 on_disk[key] = path.parent
                 changed |= {key} if known.get(key) != record else set()
                 known[key] = record
-        for setting in {key[1:] for key in on_disk}:
-            keys = [(preset, *setting) for preset in PUBLISHED]
+        for protocol, negatives_per, variant, seed in {key[1:] for key in on_disk}:
+            if variant == "-":
+                continue  # a setting is named by its HSTU runs; SASRec's runs join each
+            setting = (protocol, negatives_per, variant, seed)
+            keys = [(preset, protocol, negatives_per, attention_variant(preset, variant), seed) for preset in PUBLISHED]
             if all(k in on_disk for k in keys) and (setting not in orders or any(k in changed for k in keys)):
                 per_user = [per_user_test_metrics(on_disk[k], setting[0]) for k in keys]
-                orders[setting] = order_record([known[k] for k in keys], per_user)
+                orders[setting] = order_record([known[k] for k in keys], per_user, variant)
         ledger = {"runs": sorted(known.values(), key=table_order), "orders": sorted(orders.values(), key=order_key)}
         atomic_write(LEDGER, lambda h: h.write((json.dumps(ledger, indent=1) + "\n").encode()))
     return ledger
 
 
-def run_key(record: dict) -> tuple[str, str, str, int]:
-    return record["preset"], record["protocol"], record["negatives_per"], record["seed"]
+def run_key(record: dict) -> tuple[str, str, str, str, int]:
+    return record["preset"], record["protocol"], record["negatives_per"], record["hstu_attention"], record["seed"]
 
 
-def order_key(order: dict) -> tuple[str, str, int]:
-    return order["protocol"], order["negatives_per"], order["seed"]
+def order_key(order: dict) -> tuple[str, str, str, int]:
+    return order["protocol"], order["negatives_per"], order["hstu_attention"], order["seed"]
 
 
 def table_order(record: dict) -> tuple:
     return (NEGATIVES_PER[::-1].index(record["negatives_per"]), list(SPLITS).index(record["protocol"]),
-            list(PUBLISHED).index(record["preset"]), record["seed"])
+            ["-", *HSTU_ATTENTION].index(record["hstu_attention"]), list(PUBLISHED).index(record["preset"]),
+            record["seed"])
 
 
 def run_record(run: Path, final: dict, known: dict) -> dict:
@@ -144,9 +161,11 @@ def run_record(run: Path, final: dict, known: dict) -> dict:
     cfg = TrialConfig.from_dict(torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["config"])
     protocol = {v: k for k, v in SPLITS.items()}[cfg.split]
     preset = f"{cfg.family}-{cfg.size}"
+    variant = "-" if cfg.family != "hstu" else next(
+        name for name, overrides in HSTU_ATTENTION.items() if overrides == cfg.model_overrides)
     prefix = "test_last/" if protocol == "paper" else "test/"
     means = {m: final[prefix + m] for m in METRICS}
-    key = (preset, protocol, cfg.negatives_per, cfg.seed)
+    key = (preset, protocol, cfg.negatives_per, variant, cfg.seed)
     if key in known and known[key]["metrics"] == means:
         return known[key]  # recorded from this very run before
     per_user = per_user_test_metrics(run, protocol)
@@ -155,7 +174,8 @@ def run_record(run: Path, final: dict, known: dict) -> dict:
             raise GrscaleError(f"{run}: re-evaluating {CHECKPOINT} gives {m} {per_user[m].mean():.6f}, "
                                f"metrics.jsonl says {means[m]:.6f}")
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    return {"preset": preset, "protocol": protocol, "negatives_per": cfg.negatives_per, "seed": cfg.seed,
+    return {"preset": preset, "protocol": protocol, "negatives_per": cfg.negatives_per, "hstu_attention": variant,
+            "seed": cfg.seed,
             "epochs": round(final["flops"] / trial(preset, protocol, cfg.negatives_per, 1.0).budget, 2),
             "wall_s": round(final["wall_s"], 1), "metrics": means,
             "se": {m: standard_error(per_user[m]) for m in METRICS}, "test_users": int(per_user["hr@10"].size),
@@ -173,7 +193,7 @@ def per_user_test_metrics(run: Path, protocol: str) -> dict[str, np.ndarray]:
     return evaluate_retrieval(model, split.test, cfg, torch.device("cpu")).per_example()
 
 
-def order_record(records: list[dict], per_user: list[dict]) -> dict:
+def order_record(records: list[dict], per_user: list[dict], hstu_attention: str) -> dict:
     """Whether one seed's three runs follow the published order by NDCG@10, with each step's paired
     difference over the same test users."""
     steps = []
@@ -182,7 +202,8 @@ def order_record(records: list[dict], per_user: list[dict]) -> dict:
         steps.append({"low": low["preset"], "high": high["preset"], "difference": float(difference.mean()),
                       "se": standard_error(difference)})
     first = records[0]
-    return {"protocol": first["protocol"], "negatives_per": first["negatives_per"], "seed": first["seed"],
+    return {"protocol": first["protocol"], "negatives_per": first["negatives_per"],
+            "hstu_attention": hstu_attention, "seed": first["seed"],
             "epochs": sorted({round(r["epochs"], 1) for r in records}), "steps": steps}
 
 
@@ -198,29 +219,31 @@ def write_table(ledger: dict) -> None:
         "Each figure: the mean over the seeds ± their standard deviation (seed-to-seed variation of training: "
         "the paper tests on the same users' last items, so this, not test-set sampling, is the noise in "
         "comparing with it).", "",
-        "| model | protocol | negatives per | epochs | seeds | HR@10 | NDCG@10 | HR@50 | HR@200 | max abs delta |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | protocol | negatives per | HSTU attention | epochs | seeds | HR@10 | NDCG@10 | HR@50 | HR@200 "
+        "| max abs delta |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     groups: dict[tuple, list[dict]] = {}
     for record in ledger["runs"]:
-        groups.setdefault((record["preset"], record["protocol"], record["negatives_per"], round(record["epochs"], 1)),
-                          []).append(record)
-    for (preset, protocol, negatives_per, epochs), records in groups.items():
+        groups.setdefault((record["preset"], record["protocol"], record["negatives_per"], record["hstu_attention"],
+                           round(record["epochs"], 1)), []).append(record)
+    for (preset, protocol, negatives_per, variant, epochs), records in groups.items():
         cells, deltas = [], []
         for metric, published in zip(METRICS, PUBLISHED[preset]):
             values = np.array([r["metrics"][metric] for r in records])
             deltas.append(values.mean() / published - 1.0)
             spread = f" ± {values.std(ddof=1):.4f}" if values.size > 1 else ""
             cells.append(f"{values.mean():.4f}{spread} ({published:.4f}, {deltas[-1]:+.1%})")
-        lines.append(f"| {preset} | {protocol} | {negatives_per} | {epochs:g} | {len(records)} | {' | '.join(cells)} "
+        lines.append(f"| {preset} | {protocol} | {negatives_per} | {variant} | {epochs:g} | {len(records)} "
+                     f"| {' | '.join(cells)} "
                      f"| {max(deltas, key=abs):+.1%} |")
     lines += ["", *order_sentences(ledger), "", "## Every run", "",
               f"Each figure ± its standard error over the {'/'.join(map(str, users))} test users (test-set "
               "sampling), re-evaluated from the run's checkpoint; z = difference from the published figure / "
               "standard error.", "",
-              "| model | protocol | negatives per | seed | epochs | HR@10 | NDCG@10 | HR@50 | HR@200 | max abs delta "
-              "| max abs z | wall |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | protocol | negatives per | HSTU attention | seed | epochs | HR@10 | NDCG@10 | HR@50 | HR@200 "
+              "| max abs delta | max abs z | wall |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for record in ledger["runs"]:
         cells, deltas, zs = [], [], []
         for metric, published in zip(METRICS, PUBLISHED[record["preset"]]):
@@ -228,7 +251,8 @@ def write_table(ledger: dict) -> None:
             deltas.append(value / published - 1.0)
             zs.append((value - published) / se)
             cells.append(f"{value:.4f} ± {se:.4f} ({published:.4f}, {deltas[-1]:+.1%})")
-        lines.append(f"| {record['preset']} | {record['protocol']} | {record['negatives_per']} | {record['seed']} "
+        lines.append(f"| {record['preset']} | {record['protocol']} | {record['negatives_per']} "
+                     f"| {record['hstu_attention']} | {record['seed']} "
                      f"| {round(record['epochs'], 1):g} | {' | '.join(cells)} | {max(deltas, key=abs):+.1%} "
                      f"| {max(zs, key=abs):+.1f} | {record['wall_s'] / 60:.0f} min |")
     old = TABLE.read_text() if TABLE.exists() else ""
@@ -243,8 +267,9 @@ def order_sentences(ledger: dict) -> list[str]:
     names = list(PUBLISHED)
     sentences, by_setting = [], {}
     for order in ledger["orders"]:
-        by_setting.setdefault((order["protocol"], order["negatives_per"], tuple(order["epochs"])), []).append(order)
-    for (protocol, negatives_per, epochs), orders in by_setting.items():
+        by_setting.setdefault((order["protocol"], order["negatives_per"], order["hstu_attention"],
+                               tuple(order["epochs"])), []).append(order)
+    for (protocol, negatives_per, variant, epochs), orders in by_setting.items():
         if len(epochs) > 1:
             continue  # the order is only compared at equal training
         per_seed = []
@@ -262,7 +287,7 @@ def order_sentences(ledger: dict) -> list[str]:
             summary = f"; over {len(orders)} seeds, mean ± seed standard deviation: {'; '.join(means)}"
         sentences.append(
             f"Published order SASRec < HSTU < HSTU-large by NDCG@10, {protocol} protocol, negatives per "
-            f"{negatives_per}, {epochs[0]:g} epochs each (paired differences over the same test users ± their "
+            f"{negatives_per}, {variant} HSTU attention, {epochs[0]:g} epochs each (paired differences over the same test users ± their "
             f"standard error): {'; '.join(per_seed)}{summary}.")
     return sentences
 

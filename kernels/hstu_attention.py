@@ -2,10 +2,12 @@
 Triton kernels, and the public dispatcher `hstu_attention`.
 
 Per sequence of length L (local positions i, j) and head h:
-    s_ij = alpha * <q_i, k_j> + pos_bias[h, i - j] + time_bias[h, bucket(ts_i - ts_j)]
+    s_ij = alpha * <q_i, k_j> + pos_bias[h, i - j] + time_bias[h, bucket(qts_i - ts_j)]
     a_ij = SiLU(s_ij) / max_seq_len  for j <= i, else 0
     out_i = sum_j a_ij v_j
 Inputs are jagged: sequences concatenated along the token axis, delimited by `seq_offsets`.
+qts are the query timestamps: `query_timestamps` where given (the HSTU paper's code measures a
+query's gaps from the time of the interaction it predicts), else the tokens' own `timestamps`.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ def validate_inputs(
     timestamps: torch.Tensor | None,
     pos_bias: torch.Tensor | None,
     time_bias: torch.Tensor | None,
+    query_timestamps: torch.Tensor | None = None,
 ) -> None:
     """Raise ValueError with one message on any inconsistent input (one host sync for lengths)."""
     if q.dim() != 3 or k.dim() != 3 or v.dim() != 3:
@@ -45,7 +48,7 @@ def validate_inputs(
                          f"k {tuple(k.shape)}, v {tuple(v.shape)}")
     if not (q.dtype == k.dtype == v.dtype) or not q.dtype.is_floating_point:
         raise ValueError(f"q, k, v must share one floating dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
-    tensors = [t for t in (k, v, seq_offsets, timestamps, pos_bias, time_bias) if t is not None]
+    tensors = [t for t in (k, v, seq_offsets, timestamps, query_timestamps, pos_bias, time_bias) if t is not None]
     if any(t.device != q.device for t in tensors):
         raise ValueError("all tensors must be on q's device")
     if max_seq_len < 1:
@@ -76,9 +79,11 @@ def validate_inputs(
                              f"got {tuple(time_bias.shape)}")
         if not time_bias.dtype.is_floating_point:
             raise ValueError(f"time_bias must be floating point; got {time_bias.dtype}")
-    if timestamps is not None and (timestamps.shape != (num_tokens,) or timestamps.dtype != torch.int64):
-        raise ValueError(f"timestamps must be int64 [T={num_tokens}]; got {timestamps.dtype} "
-                         f"of shape {tuple(timestamps.shape)}")
+    for name, ts in (("timestamps", timestamps), ("query_timestamps", query_timestamps)):
+        if ts is not None and (ts.shape != (num_tokens,) or ts.dtype != torch.int64):
+            raise ValueError(f"{name} must be int64 [T={num_tokens}]; got {ts.dtype} of shape {tuple(ts.shape)}")
+    if query_timestamps is not None and timestamps is None:
+        raise ValueError("query_timestamps need timestamps (the keys' times)")
 
 
 def hstu_attention_ref(
@@ -92,10 +97,11 @@ def hstu_attention_ref(
     pos_bias: torch.Tensor | None = None,
     time_bias: torch.Tensor | None = None,
     alpha: float = 1.0,
+    query_timestamps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pure-PyTorch reference (autograd-differentiable): pads to the batch's longest sequence,
     computes [B, H, L, L] scores at once, and gathers the valid rows back to [T, H, Dv]."""
-    validate_inputs(q, k, v, seq_offsets, max_seq_len, timestamps, pos_bias, time_bias)
+    validate_inputs(q, k, v, seq_offsets, max_seq_len, timestamps, pos_bias, time_bias, query_timestamps)
     num_tokens, num_heads, dim_v = v.shape
     lengths = seq_offsets.diff()
     if num_tokens == 0:
@@ -124,7 +130,8 @@ def hstu_attention_ref(
         scores += lookup(pos_bias, rel)[None]  # [1, Hp, L, L]
     if time_bias is not None:
         ts = timestamps[token]  # [B, L]
-        buckets = time_bucket_index(ts[:, :, None] - ts[:, None, :], time_bias.shape[1])
+        qts = ts if query_timestamps is None else query_timestamps[token]
+        buckets = time_bucket_index(qts[:, :, None] - ts[:, None, :], time_bias.shape[1])
         scores += lookup(time_bias, buckets).transpose(0, 1)  # [B, Ht, L, L]
     causal = (pos[:, None] >= pos[None, :]).to(q.dtype)
     attn = F.silu(scores) * (causal / max_seq_len)
@@ -136,12 +143,14 @@ class _HstuAttentionFunction(torch.autograd.Function):
     """Autograd wrapper around the fused Triton forward and backward kernels."""
 
     @staticmethod
-    def forward(ctx, q, k, v, seq_offsets, max_seq_len, timestamps, pos_bias, time_bias, alpha):
+    def forward(ctx, q, k, v, seq_offsets, max_seq_len, timestamps, pos_bias, time_bias, alpha,
+                query_timestamps):
         from kernels.triton.hstu_attention import hstu_attention_fwd
 
         out = hstu_attention_fwd(q, k, v, seq_offsets, max_seq_len, timestamps=timestamps,
-                                 pos_bias=pos_bias, time_bias=time_bias, alpha=alpha)
-        ctx.save_for_backward(q, k, v, seq_offsets, timestamps, pos_bias, time_bias)
+                                 pos_bias=pos_bias, time_bias=time_bias, alpha=alpha,
+                                 query_timestamps=query_timestamps)
+        ctx.save_for_backward(q, k, v, seq_offsets, timestamps, pos_bias, time_bias, query_timestamps)
         ctx.max_seq_len, ctx.alpha = max_seq_len, alpha
         return out
 
@@ -149,12 +158,12 @@ class _HstuAttentionFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         from kernels.triton.hstu_attention import hstu_attention_bwd
 
-        q, k, v, seq_offsets, timestamps, pos_bias, time_bias = ctx.saved_tensors
+        q, k, v, seq_offsets, timestamps, pos_bias, time_bias, query_timestamps = ctx.saved_tensors
         dq, dk, dv, dpos, dtime = hstu_attention_bwd(
             grad_out, q, k, v, seq_offsets, ctx.max_seq_len, timestamps=timestamps,
-            pos_bias=pos_bias, time_bias=time_bias, alpha=ctx.alpha,
+            pos_bias=pos_bias, time_bias=time_bias, alpha=ctx.alpha, query_timestamps=query_timestamps,
             need_pos_grad=ctx.needs_input_grad[6], need_time_grad=ctx.needs_input_grad[7])
-        return dq, dk, dv, None, None, None, dpos, dtime, None
+        return dq, dk, dv, None, None, None, dpos, dtime, None, None
 
 
 def resolve_kernel(kernel: str, device: torch.device) -> str:
@@ -181,12 +190,14 @@ def hstu_attention(
     pos_bias: torch.Tensor | None = None,
     time_bias: torch.Tensor | None = None,
     alpha: float = 1.0,
+    query_timestamps: torch.Tensor | None = None,
     kernel: str = "auto",
 ) -> torch.Tensor:
     """Jagged causal HSTU attention, [T, H, Dqk] x2 + [T, H, Dv] -> [T, H, Dv]; see module doc."""
     if resolve_kernel(kernel, q.device) == "pytorch":
         return hstu_attention_ref(q, k, v, seq_offsets, max_seq_len, timestamps=timestamps,
-                                  pos_bias=pos_bias, time_bias=time_bias, alpha=alpha)
-    validate_inputs(q, k, v, seq_offsets, max_seq_len, timestamps, pos_bias, time_bias)
+                                  pos_bias=pos_bias, time_bias=time_bias, alpha=alpha,
+                                  query_timestamps=query_timestamps)
+    validate_inputs(q, k, v, seq_offsets, max_seq_len, timestamps, pos_bias, time_bias, query_timestamps)
     return _HstuAttentionFunction.apply(q, k, v, seq_offsets, max_seq_len, timestamps,
-                                        pos_bias, time_bias, alpha)
+                                        pos_bias, time_bias, alpha, query_timestamps)

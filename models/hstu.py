@@ -3,6 +3,9 @@
 Per block: U, V, Q, K = split(SiLU(Linear(LayerNorm(X))));
 A V = SiLU(alpha Q K^T + rab_pos + rab_time) / n V (causal, jagged, via kernels.hstu_attention);
 Y = X + f2(Dropout(U * LayerNorm(A V))).
+rab_time buckets the gap between a query's time and each key's: the query's own interaction time
+(`query_time="own"`), or the time of the interaction it predicts (`"target"`, as the HSTU paper's
+code does: in retrieval, when the next interaction happens, i.e. when the request is served).
 """
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ from kernels.hstu_attention import hstu_attention, resolve_kernel
 from models.losses import LossConfig
 from models.sequential import SequentialRecommender
 from scaling.data.batch import JaggedBatch
+from scaling.errors import GrscaleError
+
+QUERY_TIMES = ("own", "target")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +36,8 @@ class HSTUConfig:
     dropout: float = 0.2
     num_time_buckets: int = 128  # log-bucketed gaps; 128 covers any gap in seconds
     bias_per_head: bool = False  # the paper shares one rab scalar across heads
+    query_time: str = "own"  # rab_time from the query's own time or its target's ("target": the paper's code)
+    qk_scale: float | None = None  # alpha; None = 1/sqrt(dqk). The paper's code uses 1 (no scaling)
     kernel: str = "auto"  # "auto" | "pytorch" | "triton", passed to hstu_attention
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -51,30 +59,33 @@ class HSTUBlock(nn.Module):
         # Relative attention bias: one scalar per relative offset i-j and per time-gap bucket.
         self.pos_bias = nn.Parameter(torch.zeros(bias_heads, config.max_seq_len))
         self.time_bias = nn.Parameter(torch.zeros(bias_heads, config.num_time_buckets))
-        self.alpha = config.dqk ** -0.5
+        self.alpha = config.dqk ** -0.5 if config.qk_scale is None else config.qk_scale
 
-    def forward(self, x: torch.Tensor, batch: JaggedBatch) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, batch: JaggedBatch, prediction_times: torch.Tensor) -> torch.Tensor:
         c = self.config
         u, v, q, k = F.silu(self.uvqk(self.input_norm(x))).split(self.split_sizes, dim=-1)
         attended = hstu_attention(
             q.reshape(-1, c.num_heads, c.dqk), k.reshape(-1, c.num_heads, c.dqk),
             v.reshape(-1, c.num_heads, c.dv), batch.offsets, c.max_seq_len,
             timestamps=batch.timestamps, pos_bias=self.pos_bias, time_bias=self.time_bias,
-            alpha=self.alpha, kernel=c.kernel)
+            alpha=self.alpha, query_timestamps=prediction_times if c.query_time == "target" else None,
+            kernel=c.kernel)
         gated = u * self.attn_norm(attended.reshape(x.shape[0], -1))
         return x + self.output(self.dropout(gated))
 
 
 class HSTU(SequentialRecommender):
     def __init__(self, config: HSTUConfig) -> None:
+        if config.query_time not in QUERY_TIMES:
+            raise GrscaleError(f"unknown query_time {config.query_time!r}; known: {', '.join(QUERY_TIMES)}")
         super().__init__(num_items=config.num_items, max_seq_len=config.max_seq_len,
                          d_model=config.d_model, dropout=config.dropout, loss=config.loss)
         self.config = config
         self.blocks = nn.ModuleList(HSTUBlock(config) for _ in range(config.num_blocks))
 
-    def encode(self, x: torch.Tensor, batch: JaggedBatch) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, batch: JaggedBatch, prediction_times: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
-            x = block(x, batch)
+            x = block(x, batch, prediction_times)
         return x
 
     def resolved_kernel(self, device: torch.device | str) -> str:

@@ -50,6 +50,20 @@ def padded_to_jagged(padded: torch.Tensor, offsets: torch.Tensor, num_tokens: in
     return flat[padded_index(offsets, num_tokens, padded.shape[1])]
 
 
+def prediction_times(batch: JaggedBatch, task: str, target_timestamps: torch.Tensor | None) -> torch.Tensor:
+    """[T] the time of the interaction each token predicts. Retrieval: the next one in its sequence,
+    and for a sequence's last token `target_timestamps[b]` where given (eval), else its own time (in
+    training the last token predicts nothing). Ranking: its own (token t predicts its own label)."""
+    if task == "ranking":
+        return batch.timestamps
+    times = torch.cat([batch.timestamps[1:], batch.timestamps[-1:]])  # the next token's time
+    last = batch.offsets[1:] - 1
+    nonempty = last >= batch.offsets[:-1]
+    last = last[nonempty]
+    times[last] = batch.timestamps[last] if target_timestamps is None else target_timestamps.to(times)[nonempty]
+    return times
+
+
 def keep_last(batch: JaggedBatch, max_len: int) -> JaggedBatch:
     """Keep each sequence's most recent `max_len` interactions (eval histories can be longer)."""
     lengths = batch.lengths()

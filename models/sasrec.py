@@ -76,7 +76,8 @@ class SASRec(SequentialRecommender):
         self.blocks = nn.ModuleList(SASRecBlock(config) for _ in range(config.num_blocks))
         self.final_norm = nn.LayerNorm(config.d_model)
 
-    def encode(self, x: torch.Tensor, batch: JaggedBatch) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, batch: JaggedBatch, prediction_times: torch.Tensor) -> torch.Tensor:
+        del prediction_times  # no time input: SASRec sees item order only
         for block in self.blocks:
             x = block(x, batch)
         return self.final_norm(x)

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from models.base import Recommender, check_task
-from models.jagged import append_targets, keep_last, positions, prediction_offsets, sequence_ids
+from models.jagged import (append_targets, keep_last, positions, prediction_offsets, prediction_times,
+                           sequence_ids)
 from models.losses import LossConfig, binary_loss, catalog_logits, sample_negatives, sampled_softmax_loss
 from scaling.data.batch import EvalBatch, JaggedBatch
 from scaling.errors import GrscaleError
@@ -48,11 +49,14 @@ class SequentialRecommender(Recommender):
         self.input_scale = math.sqrt(d_model)
 
     @abstractmethod
-    def encode(self, x: torch.Tensor, batch: JaggedBatch) -> torch.Tensor:
-        """[T, d] token states -> [T, d] causal outputs (token t depends on tokens <= t only)."""
+    def encode(self, x: torch.Tensor, batch: JaggedBatch, prediction_times: torch.Tensor) -> torch.Tensor:
+        """[T, d] token states -> [T, d] causal outputs: token t depends on tokens <= t and on
+        prediction_times[t], the time of the interaction it predicts (see `prediction_times`)."""
 
-    def hidden_states(self, batch: JaggedBatch, task: str) -> torch.Tensor:
-        """[T, d] encoder outputs; ranking inputs add the previous interaction's label."""
+    def hidden_states(self, batch: JaggedBatch, task: str,
+                      target_timestamps: torch.Tensor | None = None) -> torch.Tensor:
+        """[T, d] encoder outputs; ranking inputs add the previous interaction's label.
+        `target_timestamps` [B]: when each sequence's next (predicted) interaction happens."""
         if batch.max_length() > self.max_seq_len:
             raise GrscaleError(f"a sequence has {batch.max_length()} interactions, more than the "
                                f"model's max_seq_len={self.max_seq_len}; truncate it in the data config")
@@ -62,7 +66,7 @@ class SequentialRecommender(Recommender):
             previous = batch.labels[(torch.arange(batch.num_tokens, device=pos.device) - 1).clamp(min=0)]
             action = torch.where(pos == 0, 0, previous.long() + 1)
             x = x + self.action_emb(action)
-        return self.encode(self.input_dropout(x), batch)
+        return self.encode(self.input_dropout(x), batch, prediction_times(batch, task, target_timestamps))
 
     def training_loss(
         self, batch: JaggedBatch, task: str, generator: torch.Generator | None
@@ -94,7 +98,7 @@ class SequentialRecommender(Recommender):
         history = keep_last(batch.history, self.max_seq_len)
         if bool((history.lengths() == 0).any()):
             raise GrscaleError("score_catalog needs at least one history interaction per user")
-        hidden = self.hidden_states(history, "retrieval")
+        hidden = self.hidden_states(history, "retrieval", batch.target_timestamps)
         last = hidden[history.offsets[1:] - 1]
         return catalog_logits(last, self.item_emb.weight, self.loss_config.temperature)
 

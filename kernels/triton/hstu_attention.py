@@ -1,8 +1,9 @@
 """Fused Triton forward and backward for jagged HSTU attention (see kernels/hstu_attention.py).
 
 Layout: q, k [T, H, Dqk], v [T, H, Dv], jagged by `seq_offsets`; no padding is materialised.
-Fused per tile: relative-position and time-bucket bias gathers, SiLU, 1/max_seq_len, causal
-and length masks. Accumulation is fp32. Bias-table gradients are fp32 atomic adds.
+Fused per tile: relative-position and time-bucket bias gathers (query times TSQ, key times
+TS: the same tensor unless query timestamps are given), SiLU, 1/max_seq_len, causal and length
+masks. Accumulation is fp32. Bias-table gradients are fp32 atomic adds.
 
 Scheduling: sequences are visited longest first and, within a sequence, the last (most
 causal work) query blocks first, so long programs start early and short ones fill the tail.
@@ -55,7 +56,7 @@ def _scores(q, k, offs_m, offs_n, seq_len, ts_m, ts_n, pos_ptr, time_ptr, num_bu
 @triton.autotune(configs=_FWD_CONFIGS, key=["BLOCK_DQK", "BLOCK_DV", "MAX_LEN_KEY"])
 @triton.jit
 def _hstu_attn_fwd_kernel(
-    Q, K, V, Out, seq_offsets, seq_order, TS, POS, TIME,
+    Q, K, V, Out, seq_offsets, seq_order, TS, TSQ, POS, TIME,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh,
     stride_pos_h, stride_time_h, num_buckets, alpha, inv_n, MAX_LEN_KEY,
     DQK: tl.constexpr, DV: tl.constexpr, BLOCK_DQK: tl.constexpr, BLOCK_DV: tl.constexpr,
@@ -75,7 +76,7 @@ def _hstu_attn_fwd_kernel(
         mask_m = offs_m < seq_len
         q = tl.load(Q + row_m * stride_qt + h * stride_qh + offs_dqk[None, :],
                     mask=mask_m[:, None] & (offs_dqk < DQK)[None, :], other=0.0)
-        ts_m = tl.load(TS + seq_start + offs_m, mask=mask_m, other=0) if HAS_TIME else None
+        ts_m = tl.load(TSQ + seq_start + offs_m, mask=mask_m, other=0) if HAS_TIME else None
         pos_ptr = POS + h * stride_pos_h
         time_ptr = TIME + h * stride_time_h
         acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
@@ -110,7 +111,7 @@ def _grad_scores(s, valid, do, v, inv_n, PRECISION: tl.constexpr):
                  reset_to_zero=["DPOS", "DTIME"])  # autotune reruns must not double the atomics
 @triton.jit
 def _hstu_attn_bwd_kernel(
-    Q, K, V, DO, DQ, DK, DV_, seq_offsets, seq_order, TS, POS, TIME, DPOS, DTIME,
+    Q, K, V, DO, DQ, DK, DV_, seq_offsets, seq_order, TS, TSQ, POS, TIME, DPOS, DTIME,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dot, stride_doh,
     stride_pos_h, stride_time_h, num_buckets, alpha, inv_n, MAX_LEN_KEY,
     DQK: tl.constexpr, DV: tl.constexpr, BLOCK_DQK: tl.constexpr, BLOCK_DV: tl.constexpr,
@@ -134,7 +135,8 @@ def _hstu_attn_bwd_kernel(
         mask_v = mask[:, None] & (offs_dv < DV)[None, :]
         pos_ptr = POS + h * stride_pos_h
         time_ptr = TIME + h * stride_time_h
-        ts_blk = tl.load(TS + seq_start + offs, mask=mask, other=0) if HAS_TIME else None
+        ts_key = tl.load(TS + seq_start + offs, mask=mask, other=0) if HAS_TIME else None
+        ts_query = tl.load(TSQ + seq_start + offs, mask=mask, other=0) if HAS_TIME else None
 
         # dk, dv of this key block: every query block at or after it (causal).
         k = tl.load(K + rows * stride_kt + h * stride_kh + offs_dqk[None, :], mask=mask_qk, other=0.0)
@@ -149,8 +151,8 @@ def _hstu_attn_bwd_kernel(
                         mask=mask_m[:, None] & (offs_dqk < DQK)[None, :], other=0.0)
             do = tl.load(DO + rows_m * stride_dot + h * stride_doh + offs_dv[None, :],
                          mask=mask_m[:, None] & (offs_dv < DV)[None, :], other=0.0)
-            ts_m = tl.load(TS + seq_start + offs_m, mask=mask_m, other=0) if HAS_TIME else None
-            s, valid = _scores(q, k, offs_m, offs, seq_len, ts_m, ts_blk, pos_ptr, time_ptr,
+            ts_m = tl.load(TSQ + seq_start + offs_m, mask=mask_m, other=0) if HAS_TIME else None
+            s, valid = _scores(q, k, offs_m, offs, seq_len, ts_m, ts_key, pos_ptr, time_ptr,
                                num_buckets, alpha, HAS_POS, HAS_TIME, PRECISION)
             a, ds = _grad_scores(s, valid, do, v, inv_n, PRECISION)
             dv = tl.dot(tl.trans(a).to(do.dtype), do, dv, input_precision=PRECISION)
@@ -159,7 +161,7 @@ def _hstu_attn_bwd_kernel(
                 rel = tl.where(valid, offs_m[:, None] - offs[None, :], 0)
                 tl.atomic_add(DPOS + h * stride_pos_h + rel, ds, mask=valid)
             if TIME_GRAD:
-                gap = tl.maximum(tl.abs(ts_m[:, None] - ts_blk[None, :]), 1).to(tl.float32)
+                gap = tl.maximum(tl.abs(ts_m[:, None] - ts_key[None, :]), 1).to(tl.float32)
                 bucket = tl.floor(tl.log(gap) / _TIME_LOG_DIVISOR)
                 bucket = tl.minimum(tl.maximum(bucket, 0.0), num_buckets - 1).to(tl.int32)
                 tl.atomic_add(DTIME + h * stride_time_h + bucket, ds, mask=valid)
@@ -181,7 +183,7 @@ def _hstu_attn_bwd_kernel(
             v = tl.load(V + rows_n * stride_vt + h * stride_vh + offs_dv[None, :],
                         mask=mask_n[:, None] & (offs_dv < DV)[None, :], other=0.0)
             ts_n = tl.load(TS + seq_start + offs_n, mask=mask_n, other=0) if HAS_TIME else None
-            s, valid = _scores(q, k, offs, offs_n, seq_len, ts_blk, ts_n, pos_ptr, time_ptr,
+            s, valid = _scores(q, k, offs, offs_n, seq_len, ts_query, ts_n, pos_ptr, time_ptr,
                                num_buckets, alpha, HAS_POS, HAS_TIME, PRECISION)
             _, ds = _grad_scores(s, valid, do, v, inv_n, PRECISION)
             dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=PRECISION)
@@ -199,15 +201,17 @@ def _bias_args(table: torch.Tensor | None, placeholder: torch.Tensor) -> tuple[t
 
 def _common_args(q: torch.Tensor, v: torch.Tensor, seq_offsets: torch.Tensor,
                  max_seq_len: int, timestamps: torch.Tensor | None, pos_bias: torch.Tensor | None,
-                 time_bias: torch.Tensor | None, alpha: float) -> dict:
+                 time_bias: torch.Tensor | None, alpha: float,
+                 query_timestamps: torch.Tensor | None) -> dict:
     """Kernel arguments shared by the forward and backward launches."""
     lengths = seq_offsets.diff()
     # Longest sequences first (no host sync): their programs dominate the tail otherwise.
     seq_order = torch.argsort(lengths, descending=True, stable=True)
     pos, stride_pos_h = _bias_args(pos_bias, seq_offsets)
     time, stride_time_h = _bias_args(time_bias, seq_offsets)
+    ts = timestamps if timestamps is not None else seq_offsets
     return dict(
-        seq_order=seq_order, TS=timestamps if timestamps is not None else seq_offsets,
+        seq_order=seq_order, TS=ts, TSQ=query_timestamps if query_timestamps is not None else ts,
         POS=pos, TIME=time, stride_pos_h=stride_pos_h, stride_time_h=stride_time_h,
         num_buckets=time_bias.shape[1] if time_bias is not None else 1,
         alpha=float(alpha), inv_n=1.0 / max_seq_len, MAX_LEN_KEY=triton.next_power_of_2(max_seq_len),
@@ -226,7 +230,8 @@ def _unit_stride(x: torch.Tensor) -> torch.Tensor:
 def hstu_attention_fwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seq_offsets: torch.Tensor, max_seq_len: int,
     *, timestamps: torch.Tensor | None = None, pos_bias: torch.Tensor | None = None,
-    time_bias: torch.Tensor | None = None, alpha: float = 1.0, out: torch.Tensor | None = None,
+    time_bias: torch.Tensor | None = None, alpha: float = 1.0,
+    query_timestamps: torch.Tensor | None = None, out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Forward launcher (inputs already validated). `out`, if given, is written in place
     (tests pre-fill it with NaN so that any element the kernel misses shows up)."""
@@ -236,11 +241,12 @@ def hstu_attention_fwd(
     batch = seq_offsets.numel() - 1
     if num_tokens == 0 or batch == 0:
         return out
-    args = _common_args(q, v, seq_offsets, max_seq_len, timestamps, pos_bias, time_bias, alpha)
+    args = _common_args(q, v, seq_offsets, max_seq_len, timestamps, pos_bias, time_bias, alpha,
+                        query_timestamps)
     grid = lambda meta: (triton.cdiv(max_seq_len, meta["BLOCK_M"]), batch, num_heads)  # noqa: E731
     _hstu_attn_fwd_kernel[grid](
-        q, k, v, out, seq_offsets, args.pop("seq_order"), args.pop("TS"), args.pop("POS"),
-        args.pop("TIME"), q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0),
+        q, k, v, out, seq_offsets, args.pop("seq_order"), args.pop("TS"), args.pop("TSQ"),
+        args.pop("POS"), args.pop("TIME"), q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0),
         v.stride(1), out.stride(0), out.stride(1), **args)
     return out
 
@@ -249,7 +255,8 @@ def hstu_attention_bwd(
     grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     seq_offsets: torch.Tensor, max_seq_len: int, *, timestamps: torch.Tensor | None = None,
     pos_bias: torch.Tensor | None = None, time_bias: torch.Tensor | None = None,
-    alpha: float = 1.0, need_pos_grad: bool = True, need_time_grad: bool = True,
+    alpha: float = 1.0, query_timestamps: torch.Tensor | None = None,
+    need_pos_grad: bool = True, need_time_grad: bool = True,
     out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Backward launcher: (dq, dk, dv, d pos_bias, d time_bias); a bias grad is None when the
@@ -266,13 +273,14 @@ def hstu_attention_bwd(
     dtime = torch.zeros_like(time_bias, dtype=torch.float32) if need_time_grad else None
     batch = seq_offsets.numel() - 1
     if num_tokens > 0 and batch > 0:
-        args = _common_args(q, v, seq_offsets, max_seq_len, timestamps, pos_bias, time_bias, alpha)
+        args = _common_args(q, v, seq_offsets, max_seq_len, timestamps, pos_bias, time_bias, alpha,
+                            query_timestamps)
         grid = lambda meta: (triton.cdiv(max_seq_len, meta["BLOCK"]), batch, num_heads)  # noqa: E731
         # Absent grads get a scratch placeholder: autotune zeroes DPOS/DTIME between trials.
         scratch = q.new_zeros(1, dtype=torch.float32)
         _hstu_attn_bwd_kernel[grid](
             q, k, v, grad_out, dq, dk, dv, seq_offsets, args.pop("seq_order"), args.pop("TS"),
-            args.pop("POS"), args.pop("TIME"), dpos if need_pos_grad else scratch,
+            args.pop("TSQ"), args.pop("POS"), args.pop("TIME"), dpos if need_pos_grad else scratch,
             dtime if need_time_grad else scratch, q.stride(0), q.stride(1), k.stride(0),
             k.stride(1), v.stride(0), v.stride(1), grad_out.stride(0), grad_out.stride(1),
             POS_GRAD=need_pos_grad, TIME_GRAD=need_time_grad, **args)

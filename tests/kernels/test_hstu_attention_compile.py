@@ -25,7 +25,7 @@ def _signature(fn, dtype: str, constexprs: dict) -> dict[str, str]:
             types[name] = f"*{dtype}"
         elif name in ("DPOS", "DTIME"):
             types[name] = "*fp32"
-        elif name in ("seq_offsets", "seq_order", "TS"):
+        elif name in ("seq_offsets", "seq_order", "TS", "TSQ"):
             types[name] = "*i64"
         else:
             types[name] = "fp32" if name in ("alpha", "inv_n") else "i32"

@@ -12,8 +12,10 @@ from kernels.hstu_attention import hstu_attention_ref, resolve_kernel, time_buck
 from tests.kernels.utils import assert_close
 
 
-def naive_hstu_attention(q, k, v, seq_offsets, max_seq_len, timestamps, pos_bias, time_bias, alpha):
+def naive_hstu_attention(q, k, v, seq_offsets, max_seq_len, timestamps, pos_bias, time_bias, alpha,
+                         query_timestamps=None):
     """The definition, one sequence, head and pair at a time (float64, math.log buckets)."""
+    query_times = timestamps if query_timestamps is None else query_timestamps
     out = torch.zeros_like(v)
     for b in range(seq_offsets.numel() - 1):
         start, end = int(seq_offsets[b]), int(seq_offsets[b + 1])
@@ -24,19 +26,20 @@ def naive_hstu_attention(q, k, v, seq_offsets, max_seq_len, timestamps, pos_bias
                     if pos_bias is not None:
                         s = s + pos_bias[h % pos_bias.shape[0], i - j]
                     if time_bias is not None:
-                        gap = max(abs(int(timestamps[i] - timestamps[j])), 1)
+                        gap = max(abs(int(query_times[i] - timestamps[j])), 1)
                         bucket = min(max(math.floor(math.log(gap) / 0.301), 0), time_bias.shape[1] - 1)
                         s = s + time_bias[h % time_bias.shape[0], bucket]
                     out[i, h] += F.silu(s) / max_seq_len * v[j, h]
     return out
 
 
-@pytest.mark.parametrize("lengths,heads,pos_rows,time_rows", [
-    ([1], 1, None, None),
-    ([4, 1, 6], 2, 2, 1),
-    ([3, 0, 7, 2], 2, 1, 2),
+@pytest.mark.parametrize("lengths,heads,pos_rows,time_rows,query_times", [
+    ([1], 1, None, None, False),
+    ([4, 1, 6], 2, 2, 1, False),
+    ([3, 0, 7, 2], 2, 1, 2, False),
+    ([5, 2, 6], 2, 1, 2, True),
 ])
-def test_reference_matches_definition(lengths, heads, pos_rows, time_rows):
+def test_reference_matches_definition(lengths, heads, pos_rows, time_rows, query_times):
     gen = torch.Generator().manual_seed(len(lengths))
     total, max_len, dim = sum(lengths), 8, 5
     seq_offsets = torch.tensor([0, *lengths]).cumsum(0)
@@ -47,6 +50,8 @@ def test_reference_matches_definition(lengths, heads, pos_rows, time_rows):
     time_bias = None if time_rows is None else torch.randn(time_rows, 20, generator=gen, dtype=torch.float64)
     args = (q, k, v, seq_offsets, max_len)
     kwargs = dict(timestamps=timestamps, pos_bias=pos_bias, time_bias=time_bias, alpha=0.7)
+    if query_times:  # e.g. each query's next interaction time: gaps of both signs
+        kwargs["query_timestamps"] = torch.randint(0, 5000, (total,), generator=gen)
     expected = naive_hstu_attention(*args, **kwargs)
     assert_close("out", hstu_attention_ref(*args, **kwargs), expected, atol=1e-12)
     assert_close("dispatch", hstu_attention(*args, **kwargs, kernel="pytorch"), expected, atol=1e-12)
@@ -85,6 +90,9 @@ def _valid_inputs():
     (dict(max_seq_len=2), "length 3 > max_seq_len=2"),
     (dict(timestamps=None), "time_bias needs timestamps"),
     (dict(timestamps=torch.arange(4)), "timestamps must be int64"),
+    (dict(query_timestamps=torch.arange(5).float()), "query_timestamps must be int64"),
+    (dict(query_timestamps=torch.arange(4)), "query_timestamps must be int64"),
+    (dict(timestamps=None, time_bias=None, query_timestamps=torch.arange(5)), "query_timestamps need timestamps"),
     (dict(pos_bias=torch.zeros(3, 4)), "pos_bias must be"),
     (dict(pos_bias=torch.zeros(2, 5)), "pos_bias must be"),
     (dict(time_bias=torch.zeros(3, 8)), "time_bias must be"),

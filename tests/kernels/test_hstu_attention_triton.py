@@ -36,6 +36,7 @@ class Case:
     time_rows: int | None
     num_buckets: int = 20
     alpha: float = 1.0
+    query_times: bool = False  # separate query timestamps (the HSTU paper's next-interaction times)
 
     @property
     def max_seq_len(self) -> int:
@@ -53,7 +54,10 @@ CASES = [
 ] + [
     Case((33, 2, 64, 5, 19), 2, 24, 20, 2, 1),  # Dqk != Dv, neither a power of two
     Case((40, 3, 33), 2, 16, 16, 1, 2, num_buckets=64),  # buckets below the clamp too
+    Case((70, 9), 1, 32, 32, None, 1, num_buckets=64, query_times=True),
+    Case((12, 31, 1, 45, 7), 2, 16, 16, 1, 2, query_times=True),
 ]
+SMALL_CASE = CASES[-3]
 
 
 def make_inputs(case: Case, dtype: torch.dtype, seed: int = 0) -> dict:
@@ -70,6 +74,7 @@ def make_inputs(case: Case, dtype: torch.dtype, seed: int = 0) -> dict:
         timestamps=torch.randint(0, 10**6, (total,), generator=gen),
         pos_bias=table(case.pos_rows, case.max_seq_len),
         time_bias=table(case.time_rows, case.num_buckets), alpha=case.alpha,
+        query_timestamps=torch.randint(0, 10**6, (total,), generator=gen) if case.query_times else None,
     )
     return {k: v.to(DEVICE) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
 
@@ -101,7 +106,7 @@ def check_against_reference(name: str, got: dict, inputs: dict, grad_out: torch.
 def run_launchers(inputs: dict) -> dict:
     """Forward and backward launchers on NaN-poisoned buffers: unwritten elements fail."""
     q, k, v = inputs["q"], inputs["k"], inputs["v"]
-    kwargs = {n: inputs[n] for n in ("timestamps", "pos_bias", "time_bias", "alpha")}
+    kwargs = {n: inputs[n] for n in ("timestamps", "pos_bias", "time_bias", "alpha", "query_timestamps")}
     args = (q, k, v, inputs["seq_offsets"], inputs["max_seq_len"])
     out = hstu_attention_fwd(*args, **kwargs, out=torch.full_like(v, float("nan")))
     grad_out = torch.randn(v.shape, generator=torch.Generator().manual_seed(1)).to(v)
@@ -113,7 +118,8 @@ def run_launchers(inputs: dict) -> dict:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: (f"L{'-'.join(map(str, c.lengths))}-H{c.heads}-D{c.dim_qk}"
-                                                   f"-pos{c.pos_rows}-time{c.time_rows}"))
+                                                   f"-pos{c.pos_rows}-time{c.time_rows}"
+                                                   + ("-qts" if c.query_times else "")))
 def test_triton_matches_reference(case: Case, dtype: torch.dtype):
     inputs = make_inputs(case, dtype)
     got, grad_out = run_launchers(inputs)
@@ -121,8 +127,8 @@ def test_triton_matches_reference(case: Case, dtype: torch.dtype):
 
 
 def test_autograd_function_and_strided_inputs():
-    """The public dispatcher's autograd path, with q/k/v as views of one projection output
-    and a pos_bias that needs no gradient."""
+    """The public dispatcher's autograd path, with q/k/v as views of one projection output,
+    a pos_bias that needs no gradient, and query timestamps of their own."""
     case = CASES[-1]
     inputs = make_inputs(case, torch.float32, seed=3)
     fused = torch.cat([inputs["q"], inputs["k"], inputs["v"]], dim=-1).requires_grad_()
@@ -131,7 +137,7 @@ def test_autograd_function_and_strided_inputs():
     time_bias = inputs["time_bias"].clone().requires_grad_()
     out = hstu_attention(q, k, v, inputs["seq_offsets"], inputs["max_seq_len"], kernel="triton",
                          timestamps=inputs["timestamps"], pos_bias=inputs["pos_bias"],
-                         time_bias=time_bias, alpha=case.alpha)
+                         time_bias=time_bias, alpha=case.alpha, query_timestamps=inputs["query_timestamps"])
     grad_out = torch.randn_like(out)
     out.backward(grad_out)
     truth = reference(inputs, grad_out, torch.float64)
@@ -154,7 +160,7 @@ def test_empty_batches(lengths: tuple[int, ...]):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(DEVICE == "cpu", reason="the interpreter's bf16 is wrong: TRITON_INTERPRET=0 on a GPU")
-@pytest.mark.parametrize("case", [CASES[-2], Case((300, 1, 4097, 1000), 2, 128, 128, 2, 2)],
+@pytest.mark.parametrize("case", [SMALL_CASE, Case((300, 1, 4097, 1000), 2, 128, 128, 2, 2)],
                          ids=["small", "long"])
 def test_triton_bf16_on_gpu(case: Case):
     inputs = make_inputs(case, torch.bfloat16)
