@@ -41,6 +41,10 @@ class HSTUConfig:
     kernel: str = "auto"  # "auto" | "pytorch" | "triton", passed to hstu_attention
     loss: LossConfig = field(default_factory=LossConfig)
 
+    def __post_init__(self) -> None:
+        if self.query_time not in QUERY_TIMES:
+            raise GrscaleError(f"unknown query_time {self.query_time!r}; known: {', '.join(QUERY_TIMES)}")
+
     def to_dict(self) -> dict:
         return {"family": "hstu", **asdict(self)}
 
@@ -76,8 +80,6 @@ class HSTUBlock(nn.Module):
 
 class HSTU(SequentialRecommender):
     def __init__(self, config: HSTUConfig) -> None:
-        if config.query_time not in QUERY_TIMES:
-            raise GrscaleError(f"unknown query_time {config.query_time!r}; known: {', '.join(QUERY_TIMES)}")
         super().__init__(num_items=config.num_items, max_seq_len=config.max_seq_len,
                          d_model=config.d_model, dropout=config.dropout, loss=config.loss)
         self.config = config

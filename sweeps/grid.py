@@ -57,8 +57,9 @@ def expand(spec: SweepSpec) -> list[TrialPlan]:
             lrs: list[float | None] = list(spec.lr_grid.get(family, {}).get(size, [])) or [None]
             for budget in budget_values(spec):
                 for seed in seeds_for(spec, budget):
+                    overrides = {**shared.get("model_overrides", {}), **spec.model_overrides.get(family, {})}
                     base = TrialConfig.from_dict({**shared, "family": family, "size": size, "budget": budget,
-                                                  "seed": seed})
+                                                  "seed": seed, "model_overrides": overrides})
                     for lr in lrs:
                         config = base if lr is None else dataclasses.replace(
                             base, optim=dataclasses.replace(base.optim, lr=lr))

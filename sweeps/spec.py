@@ -73,6 +73,8 @@ class SweepSpec:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     task: str = "retrieval"
     lr_grid: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # family -> size -> peak lrs
+    # family -> model config fields over its presets, e.g. {"hstu": {"query_time": "target"}}
+    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     trial: dict[str, Any] = field(default_factory=dict)  # TrialConfig fields shared by every trial
     resources: Resources = field(default_factory=Resources)
     max_concurrent_trials: int | None = None  # None: as many as the cluster's resources allow
@@ -210,6 +212,24 @@ def _check_families(spec: SweepSpec) -> None:
         for size in per_size:
             if size not in map(str, spec.families[family]):
                 raise GrscaleError(f"spec.lr_grid.{family}: size {size!r} is not in spec.families.{family}")
+    _check_model_overrides(spec)
+
+
+def _check_model_overrides(spec: SweepSpec) -> None:
+    from models.presets import model_config
+
+    if not isinstance(spec.model_overrides, dict):
+        raise GrscaleError("spec.model_overrides: expected a mapping family -> {model config field: value}")
+    for family, fields in spec.model_overrides.items():
+        if family not in spec.families:
+            raise GrscaleError(f"spec.model_overrides: family {family!r} is not in spec.families")
+        if not isinstance(fields, dict):
+            raise GrscaleError(f"spec.model_overrides.{family}: expected a mapping of model config fields")
+        for size in map(str, spec.families[family]):  # names and values, on every size they apply to
+            try:
+                model_config(family, size, num_items=2, num_users=2, max_seq_len=2, **fields)
+            except GrscaleError as error:
+                raise GrscaleError(f"spec.model_overrides.{family}: {error}") from None
 
 
 def _check_trial(spec: SweepSpec) -> None:

@@ -38,6 +38,10 @@ def expanded(**changes):
     ({"lr_grid": {"sasrec": {"xs": [1e-3]}}}, "spec.lr_grid: family 'sasrec' is not in spec.families"),
     ({"lr_grid": {"hstu": {"s": [1e-3]}}}, "spec.lr_grid.hstu: size 's' is not in spec.families.hstu"),
     ({"lr_grid": {"hstu": {"xs": [-1e-3]}}}, "spec.lr_grid.hstu.xs: expected a positive finite number"),
+    ({"model_overrides": {"sasrec": {"ffn_mult": 2}}}, "spec.model_overrides: family 'sasrec' is not in spec.families"),
+    ({"model_overrides": {"hstu": {"query_tme": "target"}}}, "spec.model_overrides.hstu: bad override for hstu-xs"),
+    ({"model_overrides": {"hstu": {"query_time": "next"}}}, "spec.model_overrides.hstu: unknown query_time 'next'"),
+    ({"model_overrides": {"dlrm": ["x"]}}, "spec.model_overrides.dlrm: expected a mapping of model config fields"),
     ({"extra_seeds": {"seeds": [1]}}, "spec.extra_seeds: ExtraSeeds.__init__() missing 1 required keyword-only "
                                       "argument: 'below'"),
     ({"resources": {"cpus": 0}}, "spec.resources.cpus: expected a positive number, got 0"),
@@ -79,6 +83,15 @@ def test_grid_counts_seed_rule_and_lr_grid():
     assert (cfg.family, cfg.size, cfg.budget, cfg.seed, cfg.optim.lr) == ("hstu", "xs", 1e8, 2, 3e-3)
     assert cfg.batch_size == 32 and cfg.synthetic.num_users == 120 and cfg.progress is False
     assert by_id["dlrm-xs-C1e8-seed0"].lr is None and by_id["dlrm-xs-C1e8-seed0"].config.optim.lr == 1e-3
+
+
+def test_model_overrides_reach_their_family_only():
+    plans = expanded(model_overrides={"hstu": {"query_time": "target", "qk_scale": 1.0},
+                                      "dlrm": {"num_cross_layers": 2}})
+    by_family = {p.config.family: p.config.model_overrides for p in plans}
+    assert by_family == {"hstu": {"query_time": "target", "qk_scale": 1.0}, "dlrm": {"num_cross_layers": 2}}
+    # A spec without them leaves the trial's own (here none) in place.
+    assert {p.config.model_overrides.get("query_time") for p in expanded()} == {None}
 
 
 def test_log_range_budgets_are_rounded_to_their_ids():
