@@ -6,14 +6,16 @@ rate; `--negatives-per sequence` shares each sequence's negatives instead (grsca
 1.6-1.9x cheaper per step on the CPU, lower quality per FLOP). HSTU's attention as the paper's
 code computes it (`--hstu-attention paper`, the default): the time bias measured from the time of
 the predicted interaction, scores q.k unscaled; `grscale` keeps grscale's HSTU defaults (the
-query's own time, q.k / sqrt(dqk)). Two protocols:
+query's own time, q.k / sqrt(dqk)). A user's equal timestamps in a seeded random order (`--ties
+shuffle`, the default), as the paper's unstable sort leaves them, or in ML-1M's file order (`file`,
+grscale's default), which predicts the next item far better than chance. Two protocols:
   paper: train on all but each user's last item, test on the last, no validation split
          (the `leave-last-out` split; figures are test at the end of training);
   ours:  leave-one-out with a validation item; test at the best validation point (val NDCG@10).
 Target (issue 3): within 3% of each published figure under the paper's protocol, and the
 published order SASRec < HSTU < HSTU-large.
 Run: GRSCALE_DATA_DIR=../shared/data .venv/bin/python benchmarks/reproduce_ml1m.py --epochs 100 --seeds 0 1 2
-Run folders PRESET-PROTOCOL-NEGATIVES[-paper-attention]-seedS go under --runs (benchmarks/runs/ by default, not committed).
+Run folders PRESET-PROTOCOL-NEGATIVES[-paper-attention][-shuffled-ties]-seedS go under --runs (benchmarks/runs/ by default, not committed).
 Each finished run is re-evaluated from its checkpoint once and its figures kept in
 benchmarks/reproduce_ml1m.json (committed), so a result outlives its run folder; the table,
 benchmarks/reproduce_ml1m.md, is written from that ledger: a row per run, the mean over seeds, and the
@@ -39,6 +41,7 @@ from scaling.config import OptimConfig, TrialConfig
 from scaling.data.cache import atomic_write
 from scaling.data.dataset import load_dataset
 from scaling.data.loader import TrainBatches
+from scaling.data.log import TIES
 from scaling.data.splits import make_split
 from scaling.errors import GrscaleError
 from scaling.evaluate import evaluate_retrieval
@@ -57,6 +60,7 @@ NOTES_MARKER = "## Notes (by hand; the script keeps this section)"
 SPLITS = {"paper": "leave-last-out", "ours": "leave-one-out"}
 # HSTU's attention: model overrides per variant (SASRec records "-"). "grscale" is HSTUConfig's defaults.
 HSTU_ATTENTION = {"paper": {"query_time": "target", "qk_scale": 1.0}, "grscale": {}}
+SETTING = ("negatives_per", "hstu_attention", "ties")  # what a run is besides its model, protocol and seed
 HERE = Path(__file__).parent
 LEDGER = HERE / "reproduce_ml1m.json"
 TABLE = HERE / "reproduce_ml1m.md"
@@ -67,7 +71,7 @@ def attention_variant(preset: str, hstu_attention: str) -> str:
 
 
 def trial(preset: str, protocol: str, negatives_per: str, epochs: float, seed: int = 0,
-          hstu_attention: str = "paper") -> TrialConfig:
+          hstu_attention: str = "paper", ties: str = "shuffle") -> TrialConfig:
     """The paper's settings for `preset`, with a budget of `epochs` passes over the training split."""
     family, size = preset.split("-", 1)
     overrides = HSTU_ATTENTION[hstu_attention] if family == "hstu" else {}
@@ -75,6 +79,7 @@ def trial(preset: str, protocol: str, negatives_per: str, epochs: float, seed: i
         family=family, size=size, dataset="ml-1m", split=SPLITS[protocol], budget=1.0, max_seq_len=200,
         batch_size=128, num_negatives=128, negatives_per=negatives_per, temperature=0.05, dropout=0.2, num_evals=10,
         first_eval_fraction=0.05, select_metric="ndcg@10", progress=True, seed=seed, model_overrides=overrides,
+        ties=ties,
         optim=OptimConfig(lr=1e-3, betas=(0.9, 0.98), schedule="constant", warmup_fraction=0.0, grad_clip=0.0),
     )
     split = make_split(load_dataset("ml-1m"), base.split)
@@ -84,9 +89,10 @@ def trial(preset: str, protocol: str, negatives_per: str, epochs: float, seed: i
     return TrialConfig.from_dict({**base.to_dict(), "budget": epochs * epoch_flops})
 
 
-def run_name(preset: str, protocol: str, negatives_per: str, hstu_attention: str, seed: int) -> str:
+def run_name(preset: str, protocol: str, negatives_per: str, hstu_attention: str, ties: str, seed: int) -> str:
     variant = "-paper-attention" if attention_variant(preset, hstu_attention) == "paper" else ""
-    return f"{preset}-{protocol}-{negatives_per}{variant}-seed{seed}"
+    shuffled = "-shuffled-ties" if ties == "shuffle" else ""
+    return f"{preset}-{protocol}-{negatives_per}{variant}{shuffled}-seed{seed}"
 
 
 def main() -> None:
@@ -96,6 +102,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=tuple(PUBLISHED), default=list(PUBLISHED))
     parser.add_argument("--negatives-per", choices=NEGATIVES_PER, default="prediction")
     parser.add_argument("--hstu-attention", choices=tuple(HSTU_ATTENTION), default="paper")
+    parser.add_argument("--ties", choices=TIES, default="shuffle")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--runs", type=Path, default=HERE / "runs" / "reproduce_ml1m")
     parser.add_argument("--table-only", action="store_true", help="record the finished runs and write the table")
@@ -104,9 +111,9 @@ def main() -> None:
         for seed in args.seeds:
             for protocol in args.protocols:
                 for preset in args.models:
-                    name = run_name(preset, protocol, args.negatives_per, args.hstu_attention, seed)
-                    train_to_budget(trial(preset, protocol, args.negatives_per, args.epochs, seed, args.hstu_attention),
-                                    args.runs / name, resume=True)
+                    name = run_name(preset, protocol, args.negatives_per, args.hstu_attention, args.ties, seed)
+                    cfg = trial(preset, protocol, args.negatives_per, args.epochs, seed, args.hstu_attention, args.ties)
+                    train_to_budget(cfg, args.runs / name, resume=True)
                     write_table(record_finished_runs(args.runs))
     write_table(record_finished_runs(args.runs))
 
@@ -128,31 +135,32 @@ def record_finished_runs(runs: Path) -> dict:
                 on_disk[key] = path.parent
                 changed |= {key} if known.get(key) != record else set()
                 known[key] = record
-        for protocol, negatives_per, variant, seed in {key[1:] for key in on_disk}:
+        for _, protocol, negatives_per, variant, ties, seed in on_disk:
             if variant == "-":
                 continue  # a setting is named by its HSTU runs; SASRec's runs join each
-            setting = (protocol, negatives_per, variant, seed)
-            keys = [(preset, protocol, negatives_per, attention_variant(preset, variant), seed) for preset in PUBLISHED]
+            setting = (protocol, negatives_per, variant, ties, seed)
+            keys = [(preset, protocol, negatives_per, attention_variant(preset, variant), ties, seed)
+                    for preset in PUBLISHED]
             if all(k in on_disk for k in keys) and (setting not in orders or any(k in changed for k in keys)):
-                per_user = [per_user_test_metrics(on_disk[k], setting[0]) for k in keys]
+                per_user = [per_user_test_metrics(on_disk[k], protocol) for k in keys]
                 orders[setting] = order_record([known[k] for k in keys], per_user, variant)
         ledger = {"runs": sorted(known.values(), key=table_order), "orders": sorted(orders.values(), key=order_key)}
         atomic_write(LEDGER, lambda h: h.write((json.dumps(ledger, indent=1) + "\n").encode()))
     return ledger
 
 
-def run_key(record: dict) -> tuple[str, str, str, str, int]:
-    return record["preset"], record["protocol"], record["negatives_per"], record["hstu_attention"], record["seed"]
+def run_key(record: dict) -> tuple:
+    return record["preset"], record["protocol"], *(record[f] for f in SETTING), record["seed"]
 
 
-def order_key(order: dict) -> tuple[str, str, str, int]:
-    return order["protocol"], order["negatives_per"], order["hstu_attention"], order["seed"]
+def order_key(order: dict) -> tuple:
+    return order["protocol"], *(order[f] for f in SETTING), order["seed"]
 
 
 def table_order(record: dict) -> tuple:
-    return (NEGATIVES_PER[::-1].index(record["negatives_per"]), list(SPLITS).index(record["protocol"]),
-            ["-", *HSTU_ATTENTION].index(record["hstu_attention"]), list(PUBLISHED).index(record["preset"]),
-            record["seed"])
+    return (TIES[::-1].index(record["ties"]), NEGATIVES_PER[::-1].index(record["negatives_per"]),
+            list(SPLITS).index(record["protocol"]), ["-", *HSTU_ATTENTION].index(record["hstu_attention"]),
+            list(PUBLISHED).index(record["preset"]), record["seed"])
 
 
 def run_record(run: Path, final: dict, known: dict) -> dict:
@@ -165,7 +173,7 @@ def run_record(run: Path, final: dict, known: dict) -> dict:
         name for name, overrides in HSTU_ATTENTION.items() if overrides == cfg.model_overrides)
     prefix = "test_last/" if protocol == "paper" else "test/"
     means = {m: final[prefix + m] for m in METRICS}
-    key = (preset, protocol, cfg.negatives_per, variant, cfg.seed)
+    key = (preset, protocol, cfg.negatives_per, variant, cfg.ties, cfg.seed)
     if key in known and known[key]["metrics"] == means:
         return known[key]  # recorded from this very run before
     per_user = per_user_test_metrics(run, protocol)
@@ -175,7 +183,7 @@ def run_record(run: Path, final: dict, known: dict) -> dict:
                                f"metrics.jsonl says {means[m]:.6f}")
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     return {"preset": preset, "protocol": protocol, "negatives_per": cfg.negatives_per, "hstu_attention": variant,
-            "seed": cfg.seed,
+            "ties": cfg.ties, "seed": cfg.seed,
             "epochs": round(final["flops"] / trial(preset, protocol, cfg.negatives_per, 1.0).budget, 2),
             "wall_s": round(final["wall_s"], 1), "metrics": means,
             "se": {m: standard_error(per_user[m]) for m in METRICS}, "test_users": int(per_user["hr@10"].size),
@@ -187,7 +195,7 @@ def per_user_test_metrics(run: Path, protocol: str) -> dict[str, np.ndarray]:
     the paper's protocol, the best-validation model under ours (the models its figures come from)."""
     payload = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
     cfg = TrialConfig.from_dict(payload["config"])
-    split = make_split(load_dataset(cfg.dataset), cfg.split)
+    split = make_split(load_dataset(cfg.dataset, ties=cfg.ties), cfg.split)
     model = build_trial_model(cfg, split)
     model.load_state_dict(payload["model" if protocol == "paper" else "best_model"])
     return evaluate_retrieval(model, split.test, cfg, torch.device("cpu")).per_example()
@@ -203,7 +211,7 @@ def order_record(records: list[dict], per_user: list[dict], hstu_attention: str)
                       "se": standard_error(difference)})
     first = records[0]
     return {"protocol": first["protocol"], "negatives_per": first["negatives_per"],
-            "hstu_attention": hstu_attention, "seed": first["seed"],
+            "hstu_attention": hstu_attention, "ties": first["ties"], "seed": first["seed"],
             "epochs": sorted({round(r["epochs"], 1) for r in records}), "steps": steps}
 
 
@@ -219,31 +227,30 @@ def write_table(ledger: dict) -> None:
         "Each figure: the mean over the seeds ± their standard deviation (seed-to-seed variation of training: "
         "the paper tests on the same users' last items, so this, not test-set sampling, is the noise in "
         "comparing with it).", "",
-        "| model | protocol | negatives per | HSTU attention | epochs | seeds | HR@10 | NDCG@10 | HR@50 | HR@200 "
-        "| max abs delta |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | protocol | negatives per | HSTU attention | ties | epochs | seeds | HR@10 | NDCG@10 | HR@50 "
+        "| HR@200 | max abs delta |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     groups: dict[tuple, list[dict]] = {}
     for record in ledger["runs"]:
-        groups.setdefault((record["preset"], record["protocol"], record["negatives_per"], record["hstu_attention"],
-                           round(record["epochs"], 1)), []).append(record)
-    for (preset, protocol, negatives_per, variant, epochs), records in groups.items():
+        groups.setdefault((*run_key(record)[:-1], round(record["epochs"], 1)), []).append(record)
+    for (preset, protocol, negatives_per, variant, ties, epochs), records in groups.items():
         cells, deltas = [], []
         for metric, published in zip(METRICS, PUBLISHED[preset]):
             values = np.array([r["metrics"][metric] for r in records])
             deltas.append(values.mean() / published - 1.0)
             spread = f" ± {values.std(ddof=1):.4f}" if values.size > 1 else ""
             cells.append(f"{values.mean():.4f}{spread} ({published:.4f}, {deltas[-1]:+.1%})")
-        lines.append(f"| {preset} | {protocol} | {negatives_per} | {variant} | {epochs:g} | {len(records)} "
+        lines.append(f"| {preset} | {protocol} | {negatives_per} | {variant} | {ties} | {epochs:g} | {len(records)} "
                      f"| {' | '.join(cells)} "
                      f"| {max(deltas, key=abs):+.1%} |")
     lines += ["", *order_sentences(ledger), "", "## Every run", "",
               f"Each figure ± its standard error over the {'/'.join(map(str, users))} test users (test-set "
               "sampling), re-evaluated from the run's checkpoint; z = difference from the published figure / "
               "standard error.", "",
-              "| model | protocol | negatives per | HSTU attention | seed | epochs | HR@10 | NDCG@10 | HR@50 | HR@200 "
-              "| max abs delta | max abs z | wall |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | protocol | negatives per | HSTU attention | ties | seed | epochs | HR@10 | NDCG@10 | HR@50 "
+              "| HR@200 | max abs delta | max abs z | wall |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for record in ledger["runs"]:
         cells, deltas, zs = [], [], []
         for metric, published in zip(METRICS, PUBLISHED[record["preset"]]):
@@ -252,7 +259,7 @@ def write_table(ledger: dict) -> None:
             zs.append((value - published) / se)
             cells.append(f"{value:.4f} ± {se:.4f} ({published:.4f}, {deltas[-1]:+.1%})")
         lines.append(f"| {record['preset']} | {record['protocol']} | {record['negatives_per']} "
-                     f"| {record['hstu_attention']} | {record['seed']} "
+                     f"| {record['hstu_attention']} | {record['ties']} | {record['seed']} "
                      f"| {round(record['epochs'], 1):g} | {' | '.join(cells)} | {max(deltas, key=abs):+.1%} "
                      f"| {max(zs, key=abs):+.1f} | {record['wall_s'] / 60:.0f} min |")
     old = TABLE.read_text() if TABLE.exists() else ""
@@ -267,9 +274,8 @@ def order_sentences(ledger: dict) -> list[str]:
     names = list(PUBLISHED)
     sentences, by_setting = [], {}
     for order in ledger["orders"]:
-        by_setting.setdefault((order["protocol"], order["negatives_per"], order["hstu_attention"],
-                               tuple(order["epochs"])), []).append(order)
-    for (protocol, negatives_per, variant, epochs), orders in by_setting.items():
+        by_setting.setdefault((*order_key(order)[:-1], tuple(order["epochs"])), []).append(order)
+    for (protocol, negatives_per, variant, ties, epochs), orders in by_setting.items():
         if len(epochs) > 1:
             continue  # the order is only compared at equal training
         per_seed = []
@@ -287,7 +293,8 @@ def order_sentences(ledger: dict) -> list[str]:
             summary = f"; over {len(orders)} seeds, mean ± seed standard deviation: {'; '.join(means)}"
         sentences.append(
             f"Published order SASRec < HSTU < HSTU-large by NDCG@10, {protocol} protocol, negatives per "
-            f"{negatives_per}, {variant} HSTU attention, {epochs[0]:g} epochs each (paired differences over the same test users ± their "
+            f"{negatives_per}, {variant} HSTU attention, ties {'shuffled' if ties == 'shuffle' else 'in file order'}, "
+            f"{epochs[0]:g} epochs each (paired differences over the same test users ± their "
             f"standard error): {'; '.join(per_seed)}{summary}.")
     return sentences
 

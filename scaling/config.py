@@ -41,6 +41,7 @@ class TrialConfig:
     split: str = "leave-one-out"
     data_dir: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    ties: str = "file"  # a user's equal timestamps: "file" order | "shuffle" (as the HSTU paper's sort)
     max_seq_len: int = 200
     batch_size: int = 128
     eval_batch_size: int = 512
@@ -82,6 +83,7 @@ class TrialConfig:
     def validate(self) -> None:
         from scaling.data.registry import get_spec
         from models.losses import NEGATIVES_PER
+        from scaling.data.log import TIES
         from scaling.data.splits import SPLITS
 
         get_spec(self.dataset)
@@ -91,6 +93,8 @@ class TrialConfig:
             raise GrscaleError(f"unknown split {self.split!r}; known splits: {', '.join(SPLITS)}")
         if self.optim.schedule not in SCHEDULES:
             raise GrscaleError(f"unknown schedule {self.optim.schedule!r}; known: {', '.join(SCHEDULES)}")
+        if self.ties not in TIES:
+            raise GrscaleError(f"unknown ties {self.ties!r}; known: {', '.join(TIES)}")
         if self.negatives_per not in NEGATIVES_PER:
             raise GrscaleError(f"unknown negatives_per {self.negatives_per!r}; known: {', '.join(NEGATIVES_PER)}")
         if not self.budget > 0:

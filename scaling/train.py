@@ -121,7 +121,7 @@ class Trainer:
             keep_freed_memory()
         torch.manual_seed(cfg.seed)
         data_dir = Path(cfg.data_dir) if cfg.data_dir else None
-        log = load_dataset(cfg.dataset, data_dir, cfg.synthetic)
+        log = load_dataset(cfg.dataset, data_dir, cfg.synthetic, cfg.ties)
         if cfg.task == "ranking" and not log.has_labels:
             raise GrscaleError(f"dataset {cfg.dataset!r} carries no engagement labels: the ranking task needs them")
         self.split = make_split(log, cfg.split)

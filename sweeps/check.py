@@ -41,7 +41,7 @@ def _load_split(plan: TrialPlan):
 
     cfg = plan.config
     try:
-        log = load_dataset(cfg.dataset, Path(cfg.data_dir) if cfg.data_dir else None, cfg.synthetic)
+        log = load_dataset(cfg.dataset, Path(cfg.data_dir) if cfg.data_dir else None, cfg.synthetic, cfg.ties)
         if cfg.task == "ranking" and not log.has_labels:
             raise GrscaleError(f"dataset {cfg.dataset!r} carries no engagement labels: the ranking task needs them")
         return make_split(log, cfg.split)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from scaling.data.cache import file_digest, load_arrays, prepared_path, save_arrays
 from scaling.data.fetch import find_data_file
-from scaling.data.log import InteractionLog, build_log
+from scaling.data.log import TIES, InteractionLog, build_log, shuffle_ties
+from scaling.errors import GrscaleError
 from scaling.data.parsers import PARSERS
 from scaling.data.registry import get_spec
 from scaling.data.synthetic import SyntheticConfig, generate_synthetic
@@ -15,12 +16,21 @@ def load_dataset(
     name: str,
     data_dir: Path | None = None,
     synthetic: SyntheticConfig | None = None,
+    ties: str = "file",
 ) -> InteractionLog:
     """The preprocessed log of dataset `name` (see scaling.data.registry.DATASETS).
 
     Real datasets are cached under the user cache dir, keyed by the source file's sha256 and
     the preprocessing version; `synthetic` is generated from its config (fast, deterministic).
+    `ties`: equal timestamps of a user in file order, or shuffled (see log.shuffle_ties).
     """
+    if ties not in TIES:
+        raise GrscaleError(f"unknown ties {ties!r}; known: {', '.join(TIES)}")
+    log = _load_file_order(name, data_dir, synthetic)
+    return shuffle_ties(log) if ties == "shuffle" else log
+
+
+def _load_file_order(name: str, data_dir: Path | None, synthetic: SyntheticConfig | None) -> InteractionLog:
     spec = get_spec(name)
     if spec.format == "synthetic":
         return generate_synthetic(synthetic or SyntheticConfig())

@@ -63,6 +63,25 @@ class InteractionLog:
         )
 
 
+TIES = ("file", "shuffle")
+
+
+def shuffle_ties(log: InteractionLog, seed: int = 0) -> InteractionLog:
+    """The log with each user's equal-timestamp interactions in a seeded random order, not file order.
+
+    ML-1M has ties in over half its timestamps, and its file order within a tie predicts the next
+    item far better than chance (an HSTU trained on file order scores NDCG@10 .188 on test items in
+    file order, .146 with the ties shuffled). The HSTU paper's preprocessing sorts the whole file by
+    timestamp with pandas' default, unstable quicksort, which scrambles ties: "shuffle" mimics it
+    with an order that, unlike quicksort's, is the same on every machine.
+    """
+    user = np.repeat(np.arange(log.num_users), log.lengths())
+    order = np.lexsort((np.random.default_rng(seed).random(user.size), log.timestamps, user))
+    return InteractionLog(name=log.name, item_ids=log.item_ids[order], timestamps=log.timestamps[order],
+                          ratings=log.ratings[order], labels=log.labels[order], offsets=log.offsets,
+                          has_labels=log.has_labels)
+
+
 def k_core_filter(raw: RawLog, k: int) -> RawLog:
     """Drop users and items with fewer than k interactions, repeatedly, until none remain."""
     keep = np.ones(raw.users.size, dtype=bool)

@@ -35,6 +35,20 @@ def test_second_load_is_served_from_cache(tmp_path, monkeypatch):
     assert len(cached) == 1 and cached[0].name.endswith(f"-v{PREPROCESS_VERSION}.npz")
 
 
+def test_ties_option_shuffles_the_cached_log_and_rejects_unknown_values(tmp_path, monkeypatch):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    write_ml1m(folder)
+    calls = count_parses(monkeypatch)
+    file_order = load_dataset("ml-1m", folder)
+    shuffled = load_dataset("ml-1m", folder, ties="shuffle")
+    assert len(calls) == 1  # one parse: ties are ordered after the cache
+    np.testing.assert_array_equal(shuffled.timestamps, file_order.timestamps)
+    assert sorted(shuffled.item_ids.tolist()) == sorted(file_order.item_ids.tolist())
+    with pytest.raises(GrscaleError, match="unknown ties 'random'; known: file, shuffle"):
+        load_dataset("ml-1m", folder, ties="random")
+
+
 def test_changed_file_is_never_served_stale(tmp_path, monkeypatch):
     folder = tmp_path / "d"
     folder.mkdir()

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling.data.log import build_log, k_core_filter
+from scaling.data.log import InteractionLog, build_log, k_core_filter, shuffle_ties
 from scaling.data.parsers import (
     parse_amazon_ratings, parse_ml1m_ratings, parse_ml20m_ratings, parse_s3rec_sequences, parse_tsv_ratings,
 )
@@ -46,6 +46,33 @@ def test_stable_sort_keeps_file_order_for_ties_and_ids_are_contiguous(tmp_path):
     assert log.timestamps[:4].tolist() == [90, 100, 100, 200]
     assert log.labels[:4].tolist() == [1.0, 1.0, 0.0, 0.0]  # ratings 4, 5, 3, 2
     assert sorted(set(log.item_ids.tolist())) == [1, 2, 3, 4, 5]
+
+
+def test_shuffle_ties_reorders_equal_timestamps_only():
+    # One user with three tied blocks (times 5, 7, 9) of 8 items each; every array moves with its item.
+    times = np.repeat([5, 7, 9], 8)
+    items = np.arange(1, 25)
+    log = InteractionLog(name="t", item_ids=items, timestamps=times, ratings=items.astype(np.float32),
+                         labels=(items % 2).astype(np.float32), offsets=np.array([0, 24]), has_labels=True)
+    shuffled = shuffle_ties(log)
+    np.testing.assert_array_equal(shuffled.timestamps, times)
+    for block in range(3):
+        kept = slice(8 * block, 8 * block + 8)
+        assert sorted(shuffled.item_ids[kept].tolist()) == items[kept].tolist()
+    assert shuffled.item_ids.tolist() != items.tolist()
+    np.testing.assert_array_equal(shuffled.ratings, shuffled.item_ids)
+    np.testing.assert_array_equal(shuffled.labels, shuffled.item_ids % 2)
+    np.testing.assert_array_equal(shuffle_ties(log).item_ids, shuffled.item_ids)  # one fixed order
+    assert shuffle_ties(log, seed=1).item_ids.tolist() != shuffled.item_ids.tolist()
+
+
+def test_shuffle_ties_keeps_users_apart(tmp_path):
+    log = build_log("ml-1m", parse_ml1m_ratings(write_ml1m(tmp_path)), positive_rating=4.0)
+    shuffled = shuffle_ties(log)
+    np.testing.assert_array_equal(shuffled.offsets, log.offsets)
+    for user in range(log.num_users):
+        span = slice(log.offsets[user], log.offsets[user + 1])
+        assert sorted(shuffled.item_ids[span].tolist()) == sorted(log.item_ids[span].tolist())
 
 
 def test_k_core_filter_iterates_until_stable(tmp_path):

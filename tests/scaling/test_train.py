@@ -142,6 +142,8 @@ def test_divergence_ends_the_trial_with_its_step(tmp_path):
     (dict(size="huge"), "unknown hstu size 'huge'"),
     (dict(task="regression"), "unknown task 'regression'"),
     (dict(negatives_per="batch"), "unknown negatives_per 'batch'"),
+    (dict(ties="random"), "unknown ties 'random'"),
+    (dict(model_overrides={"query_time": "next"}), "unknown query_time 'next'"),
     (dict(budget=10.0), "smaller than one training step"),
     (dict(kernel="triton"), "kernel='triton' cannot run on device 'cpu'"),
     (dict(dataset="beauty", task="ranking", data_dir="__fixture__"), "no engagement labels"),
