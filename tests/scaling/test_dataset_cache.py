@@ -14,6 +14,15 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("GRSCALE_DATA_DIR", raising=False)
 
 
+@pytest.fixture
+def folder(tmp_path):
+    """A data folder holding the small ML-1M ratings fixture."""
+    path = tmp_path / "d"
+    path.mkdir()
+    write_ml1m(path)
+    return path
+
+
 def count_parses(monkeypatch):
     calls = []
     original = dataset_module.PARSERS["ml1m-ratings"]
@@ -21,10 +30,7 @@ def count_parses(monkeypatch):
     return calls
 
 
-def test_second_load_is_served_from_cache(tmp_path, monkeypatch):
-    folder = tmp_path / "d"
-    folder.mkdir()
-    write_ml1m(folder)
+def test_second_load_is_served_from_cache(tmp_path, folder, monkeypatch):
     calls = count_parses(monkeypatch)
     first = load_dataset("ml-1m", folder)
     second = load_dataset("ml-1m", folder)
@@ -35,10 +41,7 @@ def test_second_load_is_served_from_cache(tmp_path, monkeypatch):
     assert len(cached) == 1 and cached[0].name.endswith(f"-v{PREPROCESS_VERSION}.npz")
 
 
-def test_ties_option_shuffles_the_cached_log_and_rejects_unknown_values(tmp_path, monkeypatch):
-    folder = tmp_path / "d"
-    folder.mkdir()
-    write_ml1m(folder)
+def test_ties_option_shuffles_the_cached_log_and_rejects_unknown_values(folder, monkeypatch):
     calls = count_parses(monkeypatch)
     file_order = load_dataset("ml-1m", folder)
     shuffled = load_dataset("ml-1m", folder, ties="shuffle")
@@ -49,10 +52,8 @@ def test_ties_option_shuffles_the_cached_log_and_rejects_unknown_values(tmp_path
         load_dataset("ml-1m", folder, ties="random")
 
 
-def test_changed_file_is_never_served_stale(tmp_path, monkeypatch):
-    folder = tmp_path / "d"
-    folder.mkdir()
-    path = write_ml1m(folder)
+def test_changed_file_is_never_served_stale(folder):
+    path = folder / "ratings.dat"
     assert load_dataset("ml-1m", folder).num_interactions == 11
     with open(path, "a") as handle:
         handle.write("9::60::5::300\n")
@@ -60,10 +61,7 @@ def test_changed_file_is_never_served_stale(tmp_path, monkeypatch):
     assert log.num_interactions == 12 and log.num_users == 4
 
 
-def test_corrupt_cache_entry_is_rebuilt(tmp_path, monkeypatch):
-    folder = tmp_path / "d"
-    folder.mkdir()
-    write_ml1m(folder)
+def test_corrupt_cache_entry_is_rebuilt(tmp_path, folder, monkeypatch):
     load_dataset("ml-1m", folder)
     (entry,) = (tmp_path / "cache" / "prepared").iterdir()
     entry.write_bytes(b"not an npz")
