@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--budget", type=float, help="training FLOPs to spend, e.g. 3e13")
     train.add_argument("--seed", type=int, help="seed of the model, batches and negatives (default 0)")
     train.add_argument("--data-dir", help="folder holding the dataset's file")
+    train.add_argument("--ties", choices=("file", "shuffle"),
+                       help="a user's equal timestamps in file order (default) or shuffled, as the HSTU paper's sort")
     train.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default cpu")
     train.add_argument("--kernel", choices=("auto", "pytorch", "triton"), help="HSTU attention implementation")
     train.add_argument("--out", type=Path, required=True, help="run folder (metrics.jsonl, checkpoint, run_info.json)")
@@ -48,7 +50,7 @@ def trial_config_from_args(args: argparse.Namespace):
     data = {}
     if args.config:
         data = read_config_fields(args.config)
-    for name in ("family", "size", "task", "dataset", "budget", "seed", "data_dir", "device", "kernel"):
+    for name in ("family", "size", "task", "dataset", "budget", "seed", "data_dir", "ties", "device", "kernel"):
         value = getattr(args, name)
         if value is not None:
             data[name] = value

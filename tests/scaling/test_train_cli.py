@@ -8,7 +8,8 @@ def test_train_cli_runs_a_trial_from_flags_and_config(tmp_path, capsys):
     config.write_text("max_seq_len: 16\nbatch_size: 32\nnum_negatives: 16\nnum_evals: 3\n")
     out = tmp_path / "run"
     code = main(["train", "--config", str(config), "--family", "hstu", "--size", "hstu-xs", "--budget", "2e8",
-                 "--users", "120", "--items", "60", "--mean-seq-len", "10", "--out", str(out), "--no-progress"])
+                 "--users", "120", "--items", "60", "--mean-seq-len", "10", "--ties", "shuffle", "--out", str(out),
+                 "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "hstu-xs retrieval on synthetic" in printed and "test/ndcg@10=" in printed
@@ -16,6 +17,7 @@ def test_train_cli_runs_a_trial_from_flags_and_config(tmp_path, capsys):
     assert rows[-1]["eval_kind"] == "final" and rows[-1]["size"] == "xs"
     info = json.loads((out / "run_info.json").read_text())
     assert info["config"]["synthetic"]["num_users"] == 120 and info["config"]["batch_size"] == 32
+    assert info["config"]["ties"] == "shuffle"
 
 
 def test_train_cli_names_what_is_missing(capsys):
