@@ -3,10 +3,10 @@
 Settings (Zhai et al. 2024, ML-1M): max length 200, 128 negatives drawn per prediction,
 temperature 0.05, AdamW lr 1e-3, betas (0.9, 0.98), batch 128, dropout 0.2, constant learning
 rate; `--negatives-per sequence` shares each sequence's negatives instead (grscale's default,
-1.6-1.9x cheaper per step on the CPU, lower quality per FLOP). HSTU's attention as the paper's
-code computes it (`--hstu-attention paper`, the default): the time bias measured from the time of
-the predicted interaction, scores q.k unscaled; `grscale` keeps grscale's HSTU defaults (the
-query's own time, q.k / sqrt(dqk)). A user's equal timestamps in a seeded random order (`--ties
+1.6-1.9x cheaper per step on the CPU, lower quality per FLOP). The models as the paper's code
+builds them (`--architecture paper`, the default): HSTU's time bias measured from the time of the
+predicted interaction and scores q.k unscaled, SASRec in Kang & McAuley's block layout; `grscale`
+keeps grscale's defaults (the query's own time, q.k / sqrt(dqk); a pre-norm SASRec). A user's equal timestamps in a seeded random order (`--ties
 shuffle`, the default), as the paper's unstable sort leaves them, or in ML-1M's file order (`file`,
 grscale's default), which predicts the next item far better than chance. Two protocols:
   paper: train on all but each user's last item, test on the last, no validation split
@@ -15,7 +15,8 @@ grscale's default), which predicts the next item far better than chance. Two pro
 Target (issue 3): within 3% of each published figure under the paper's protocol, and the
 published order SASRec < HSTU < HSTU-large.
 Run: GRSCALE_DATA_DIR=../shared/data .venv/bin/python benchmarks/reproduce_ml1m.py --epochs 100 --seeds 0 1 2
-Run folders PRESET-PROTOCOL-NEGATIVES[-paper-attention][-shuffled-ties]-seedS go under --runs (benchmarks/runs/ by default, not committed).
+Run folders PRESET-PROTOCOL-NEGATIVES[-paper-attention|-paper-layout][-shuffled-ties]-seedS go under --runs
+(benchmarks/runs/ by default, not committed).
 Each finished run is re-evaluated from its checkpoint once and its figures kept in
 benchmarks/reproduce_ml1m.json (committed), so a result outlives its run folder; the table,
 benchmarks/reproduce_ml1m.md, is written from that ledger: a row per run, the mean over seeds, and the
@@ -58,23 +59,21 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@50, HR@200 from the paper's Table (ML-1M)
 METRICS = ("hr@10", "ndcg@10", "hr@50", "hr@200")
 NOTES_MARKER = "## Notes (by hand; the script keeps this section)"
 SPLITS = {"paper": "leave-last-out", "ours": "leave-one-out"}
-# HSTU's attention: model overrides per variant (SASRec records "-"). "grscale" is HSTUConfig's defaults.
-HSTU_ATTENTION = {"paper": {"query_time": "target", "qk_scale": 1.0}, "grscale": {}}
-SETTING = ("negatives_per", "hstu_attention", "ties")  # what a run is besides its model, protocol and seed
+# Model overrides per architecture and family; "grscale" is the model configs' defaults.
+ARCHITECTURES = {"paper": {"hstu": {"query_time": "target", "qk_scale": 1.0}, "sasrec": {"layout": "original"}},
+                 "grscale": {"hstu": {}, "sasrec": {}}}
+PAPER_SUFFIX = {"hstu": "-paper-attention", "sasrec": "-paper-layout"}  # what "paper" changes, per family
+SETTING = ("negatives_per", "architecture", "ties")  # what a run is besides its model, protocol and seed
 HERE = Path(__file__).parent
 LEDGER = HERE / "reproduce_ml1m.json"
 TABLE = HERE / "reproduce_ml1m.md"
 
 
-def attention_variant(preset: str, hstu_attention: str) -> str:
-    return hstu_attention if preset.startswith("hstu-") else "-"
-
-
 def trial(preset: str, protocol: str, negatives_per: str, epochs: float, seed: int = 0,
-          hstu_attention: str = "paper", ties: str = "shuffle") -> TrialConfig:
+          architecture: str = "paper", ties: str = "shuffle") -> TrialConfig:
     """The paper's settings for `preset`, with a budget of `epochs` passes over the training split."""
     family, size = preset.split("-", 1)
-    overrides = HSTU_ATTENTION[hstu_attention] if family == "hstu" else {}
+    overrides = ARCHITECTURES[architecture][family]
     base = TrialConfig(
         family=family, size=size, dataset="ml-1m", split=SPLITS[protocol], budget=1.0, max_seq_len=200,
         batch_size=128, num_negatives=128, negatives_per=negatives_per, temperature=0.05, dropout=0.2, num_evals=10,
@@ -89,8 +88,8 @@ def trial(preset: str, protocol: str, negatives_per: str, epochs: float, seed: i
     return TrialConfig.from_dict({**base.to_dict(), "budget": epochs * epoch_flops})
 
 
-def run_name(preset: str, protocol: str, negatives_per: str, hstu_attention: str, ties: str, seed: int) -> str:
-    variant = "-paper-attention" if attention_variant(preset, hstu_attention) == "paper" else ""
+def run_name(preset: str, protocol: str, negatives_per: str, architecture: str, ties: str, seed: int) -> str:
+    variant = PAPER_SUFFIX[preset.split("-")[0]] if architecture == "paper" else ""
     shuffled = "-shuffled-ties" if ties == "shuffle" else ""
     return f"{preset}-{protocol}-{negatives_per}{variant}{shuffled}-seed{seed}"
 
@@ -101,7 +100,7 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="+", choices=tuple(SPLITS), default=["paper", "ours"])
     parser.add_argument("--models", nargs="+", choices=tuple(PUBLISHED), default=list(PUBLISHED))
     parser.add_argument("--negatives-per", choices=NEGATIVES_PER, default="prediction")
-    parser.add_argument("--hstu-attention", choices=tuple(HSTU_ATTENTION), default="paper")
+    parser.add_argument("--architecture", choices=tuple(ARCHITECTURES), default="paper")
     parser.add_argument("--ties", choices=TIES, default="shuffle")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--runs", type=Path, default=HERE / "runs" / "reproduce_ml1m")
@@ -111,8 +110,8 @@ def main() -> None:
         for seed in args.seeds:
             for protocol in args.protocols:
                 for preset in args.models:
-                    name = run_name(preset, protocol, args.negatives_per, args.hstu_attention, args.ties, seed)
-                    cfg = trial(preset, protocol, args.negatives_per, args.epochs, seed, args.hstu_attention, args.ties)
+                    name = run_name(preset, protocol, args.negatives_per, args.architecture, args.ties, seed)
+                    cfg = trial(preset, protocol, args.negatives_per, args.epochs, seed, args.architecture, args.ties)
                     train_to_budget(cfg, args.runs / name, resume=True)
                     write_table(record_finished_runs(args.runs))
     write_table(record_finished_runs(args.runs))
@@ -135,15 +134,12 @@ def record_finished_runs(runs: Path) -> dict:
                 on_disk[key] = path.parent
                 changed |= {key} if known.get(key) != record else set()
                 known[key] = record
-        for _, protocol, negatives_per, variant, ties, seed in on_disk:
-            if variant == "-":
-                continue  # a setting is named by its HSTU runs; SASRec's runs join each
-            setting = (protocol, negatives_per, variant, ties, seed)
-            keys = [(preset, protocol, negatives_per, attention_variant(preset, variant), ties, seed)
-                    for preset in PUBLISHED]
+        for _, protocol, negatives_per, architecture, ties, seed in on_disk:
+            setting = (protocol, negatives_per, architecture, ties, seed)
+            keys = [(preset, protocol, negatives_per, architecture, ties, seed) for preset in PUBLISHED]
             if all(k in on_disk for k in keys) and (setting not in orders or any(k in changed for k in keys)):
                 per_user = [per_user_test_metrics(on_disk[k], protocol) for k in keys]
-                orders[setting] = order_record([known[k] for k in keys], per_user, variant)
+                orders[setting] = order_record([known[k] for k in keys], per_user)
         ledger = {"runs": sorted(known.values(), key=table_order), "orders": sorted(orders.values(), key=order_key)}
         atomic_write(LEDGER, lambda h: h.write((json.dumps(ledger, indent=1) + "\n").encode()))
     return ledger
@@ -159,7 +155,7 @@ def order_key(order: dict) -> tuple:
 
 def table_order(record: dict) -> tuple:
     return (TIES[::-1].index(record["ties"]), NEGATIVES_PER[::-1].index(record["negatives_per"]),
-            list(SPLITS).index(record["protocol"]), ["-", *HSTU_ATTENTION].index(record["hstu_attention"]),
+            list(SPLITS).index(record["protocol"]), list(ARCHITECTURES).index(record["architecture"]),
             list(PUBLISHED).index(record["preset"]), record["seed"])
 
 
@@ -169,11 +165,11 @@ def run_record(run: Path, final: dict, known: dict) -> dict:
     cfg = TrialConfig.from_dict(torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["config"])
     protocol = {v: k for k, v in SPLITS.items()}[cfg.split]
     preset = f"{cfg.family}-{cfg.size}"
-    variant = "-" if cfg.family != "hstu" else next(
-        name for name, overrides in HSTU_ATTENTION.items() if overrides == cfg.model_overrides)
+    architecture = next(name for name, overrides in ARCHITECTURES.items()
+                        if overrides[cfg.family] == cfg.model_overrides)
     prefix = "test_last/" if protocol == "paper" else "test/"
     means = {m: final[prefix + m] for m in METRICS}
-    key = (preset, protocol, cfg.negatives_per, variant, cfg.ties, cfg.seed)
+    key = (preset, protocol, cfg.negatives_per, architecture, cfg.ties, cfg.seed)
     if key in known and known[key]["metrics"] == means:
         return known[key]  # recorded from this very run before
     per_user = per_user_test_metrics(run, protocol)
@@ -182,7 +178,7 @@ def run_record(run: Path, final: dict, known: dict) -> dict:
             raise GrscaleError(f"{run}: re-evaluating {CHECKPOINT} gives {m} {per_user[m].mean():.6f}, "
                                f"metrics.jsonl says {means[m]:.6f}")
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    return {"preset": preset, "protocol": protocol, "negatives_per": cfg.negatives_per, "hstu_attention": variant,
+    return {"preset": preset, "protocol": protocol, "negatives_per": cfg.negatives_per, "architecture": architecture,
             "ties": cfg.ties, "seed": cfg.seed,
             "epochs": round(final["flops"] / trial(preset, protocol, cfg.negatives_per, 1.0).budget, 2),
             "wall_s": round(final["wall_s"], 1), "metrics": means,
@@ -201,7 +197,7 @@ def per_user_test_metrics(run: Path, protocol: str) -> dict[str, np.ndarray]:
     return evaluate_retrieval(model, split.test, cfg, torch.device("cpu")).per_example()
 
 
-def order_record(records: list[dict], per_user: list[dict], hstu_attention: str) -> dict:
+def order_record(records: list[dict], per_user: list[dict]) -> dict:
     """Whether one seed's three runs follow the published order by NDCG@10, with each step's paired
     difference over the same test users."""
     steps = []
@@ -211,7 +207,7 @@ def order_record(records: list[dict], per_user: list[dict], hstu_attention: str)
                       "se": standard_error(difference)})
     first = records[0]
     return {"protocol": first["protocol"], "negatives_per": first["negatives_per"],
-            "hstu_attention": hstu_attention, "ties": first["ties"], "seed": first["seed"],
+            "architecture": first["architecture"], "ties": first["ties"], "seed": first["seed"],
             "epochs": sorted({round(r["epochs"], 1) for r in records}), "steps": steps}
 
 
@@ -227,7 +223,7 @@ def write_table(ledger: dict) -> None:
         "Each figure: the mean over the seeds ± their standard deviation (seed-to-seed variation of training: "
         "the paper tests on the same users' last items, so this, not test-set sampling, is the noise in "
         "comparing with it).", "",
-        "| model | protocol | negatives per | HSTU attention | ties | epochs | seeds | HR@10 | NDCG@10 | HR@50 "
+        "| model | protocol | negatives per | architecture | ties | epochs | seeds | HR@10 | NDCG@10 | HR@50 "
         "| HR@200 | max abs delta |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -248,7 +244,7 @@ def write_table(ledger: dict) -> None:
               f"Each figure ± its standard error over the {'/'.join(map(str, users))} test users (test-set "
               "sampling), re-evaluated from the run's checkpoint; z = difference from the published figure / "
               "standard error.", "",
-              "| model | protocol | negatives per | HSTU attention | ties | seed | epochs | HR@10 | NDCG@10 | HR@50 "
+              "| model | protocol | negatives per | architecture | ties | seed | epochs | HR@10 | NDCG@10 | HR@50 "
               "| HR@200 | max abs delta | max abs z | wall |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for record in ledger["runs"]:
@@ -259,7 +255,7 @@ def write_table(ledger: dict) -> None:
             zs.append((value - published) / se)
             cells.append(f"{value:.4f} ± {se:.4f} ({published:.4f}, {deltas[-1]:+.1%})")
         lines.append(f"| {record['preset']} | {record['protocol']} | {record['negatives_per']} "
-                     f"| {record['hstu_attention']} | {record['ties']} | {record['seed']} "
+                     f"| {record['architecture']} | {record['ties']} | {record['seed']} "
                      f"| {round(record['epochs'], 1):g} | {' | '.join(cells)} | {max(deltas, key=abs):+.1%} "
                      f"| {max(zs, key=abs):+.1f} | {record['wall_s'] / 60:.0f} min |")
     old = TABLE.read_text() if TABLE.exists() else ""
@@ -293,7 +289,7 @@ def order_sentences(ledger: dict) -> list[str]:
             summary = f"; over {len(orders)} seeds, mean ± seed standard deviation: {'; '.join(means)}"
         sentences.append(
             f"Published order SASRec < HSTU < HSTU-large by NDCG@10, {protocol} protocol, negatives per "
-            f"{negatives_per}, {variant} HSTU attention, ties {'shuffled' if ties == 'shuffle' else 'in file order'}, "
+            f"{negatives_per}, {variant} architecture, ties {'shuffled' if ties == 'shuffle' else 'in file order'}, "
             f"{epochs[0]:g} epochs each (paired differences over the same test users ± their "
             f"standard error): {'; '.join(per_seed)}{summary}.")
     return sentences

@@ -9,8 +9,9 @@ Conventions:
 - Attention "useful" FLOPs count each sequence's causal pairs, L(L+1)/2 per head (diagonal
   included), forward + 2x backward. "executed" counts what the padded reference computes: the
   full B x Lmax x Lmax score matrix; for SASRec's SDPA, backward recomputes the scores
-  (FlashAttention style, as torch's FLOP formula counts it): 2.5x forward. Everything outside
-  attention is the same in both: it runs on the jagged tokens.
+  (FlashAttention style, as torch's FLOP formula counts it): 2.5x forward, except with attention
+  dropout (SASRec's original layout), which the CPU runs on SDPA's math path: 2x forward.
+  Everything outside attention is the same in both: it runs on the jagged tokens.
 - Embedding lookups cost 0 FLOPs; `embedding_bytes` reports the rows they move instead:
   gathered in forward plus the same bytes of gradient scattered in backward (the optimizer's
   update of the tables is not included).
@@ -111,7 +112,8 @@ def _sasrec(c: SASRecConfig, task: str, lengths: list[int]) -> tuple[float, floa
     head, head_executed, head_rows = _sequence_head_flops(d, lengths, task, c.loss)
     dense = TRAIN_FACTOR * c.num_blocks * per_block
     useful = dense + TRAIN_FACTOR * head + TRAIN_FACTOR * c.num_blocks * attn_per_pair * causal
-    executed = dense + TRAIN_FACTOR * head_executed + SDPA_EXECUTED_FACTOR * c.num_blocks * attn_per_pair * padded
+    attention_factor = TRAIN_FACTOR if c.layout == "original" and c.dropout > 0 else SDPA_EXECUTED_FACTOR
+    executed = dense + TRAIN_FACTOR * head_executed + attention_factor * c.num_blocks * attn_per_pair * padded
     rows = tokens * (3 if task == "ranking" else 2) + head_rows
     return useful, executed, rows * d
 

@@ -12,12 +12,13 @@ from scaling.errors import GrscaleError
 from tests.models.helpers import make_batch, make_eval_batch, randomize
 
 NUM_ITEMS, MAX_LEN = 40, 12
-FAMILIES = ["hstu", "sasrec"]
+FAMILIES = ["hstu", "sasrec", "sasrec-original"]
+EXTRA = {"hstu": {"kernel": "pytorch"}, "sasrec": {}, "sasrec-original": {"layout": "original"}}
 
 
-def model_for(family: str, **overrides):
-    extra = {"kernel": "pytorch"} if family == "hstu" else {}
-    model = build_model(family, "xs", NUM_ITEMS, 8, MAX_LEN, num_heads=2, **extra, **overrides)
+def model_for(variant: str, **overrides):
+    family = variant.split("-")[0]
+    model = build_model(family, "xs", NUM_ITEMS, 8, MAX_LEN, num_heads=2, **EXTRA[variant], **overrides)
     randomize(model)
     return model.eval()
 

@@ -25,7 +25,8 @@ def random_model(family: str, rng: random.Random):
         heads = rng.randint(1, 3)
         return build_model("sasrec", "xs", NUM_ITEMS, NUM_USERS, 16, d_model=heads * rng.randint(2, 7),
                            num_heads=heads, num_blocks=rng.randint(1, 3), ffn_mult=rng.randint(1, 4),
-                           activation=rng.choice(["gelu", "relu"]), loss=loss)
+                           activation=rng.choice(["gelu", "relu"]), layout=rng.choice(["pre-norm", "original"]),
+                           loss=loss)
     return build_model("dlrm", "xs", NUM_ITEMS, NUM_USERS, 16, emb_dim=rng.choice([4, 8, 12]),
                        history_window=rng.randint(1, 6), bottom_mlp=(rng.randint(3, 17),) * rng.randint(0, 2),
                        top_mlp=(rng.randint(3, 17),) * rng.randint(0, 3), tower_mlp=(rng.randint(3, 17),),
