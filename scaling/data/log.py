@@ -71,9 +71,10 @@ def shuffle_ties(log: InteractionLog, seed: int = 0) -> InteractionLog:
 
     ML-1M has ties in over half its timestamps, and its file order within a tie predicts the next
     item far better than chance (an HSTU trained on file order scores test NDCG@10 .191 in file
-    order, .146 with the ties shuffled: benchmarks/reproduce_ml1m.md). The HSTU paper's preprocessing sorts the whole file by
-    timestamp with pandas' default, unstable quicksort, which scrambles ties: "shuffle" mimics it
-    with an order that, unlike quicksort's, is the same on every machine.
+    order, .146 with the ties shuffled: benchmarks/reproduce_ml1m.md). The HSTU paper's
+    preprocessing sorts the whole file by timestamp with pandas' default, unstable quicksort, which
+    scrambles ties: "shuffle" mimics it with an order that, unlike quicksort's, is the same on every
+    machine.
     """
     user = np.repeat(np.arange(log.num_users), log.lengths())
     order = np.lexsort((np.random.default_rng(seed).random(user.size), log.timestamps, user))
