@@ -6,9 +6,10 @@ rate; `--negatives-per sequence` shares each sequence's negatives instead (grsca
 1.6-1.9x cheaper per step on the CPU, lower quality per FLOP). The models as the paper's code
 builds them (`--architecture paper`, the default): HSTU's time bias measured from the time of the
 predicted interaction and scores q.k unscaled, SASRec in Kang & McAuley's block layout; `grscale`
-keeps grscale's defaults (the query's own time, q.k / sqrt(dqk); a pre-norm SASRec). A user's equal timestamps in a seeded random order (`--ties
-shuffle`, the default), as the paper's unstable sort leaves them, or in ML-1M's file order (`file`,
-grscale's default), which predicts the next item far better than chance. Two protocols:
+keeps grscale's defaults (the query's own time, q.k / sqrt(dqk); a pre-norm SASRec). A user's
+equal timestamps in a seeded random order (`--ties shuffle`, the default), as the paper's unstable
+sort leaves them, or in ML-1M's file order (`file`, grscale's default), which predicts the next
+item far better than chance. Two protocols:
   paper: train on all but each user's last item, test on the last, no validation split
          (the `leave-last-out` split; figures are test at the end of training);
   ours:  leave-one-out with a validation item; test at the best validation point (val NDCG@10).

@@ -4,7 +4,7 @@ Two block layouts. "pre-norm" (default) is the standard pre-norm Transformer. "o
 Kang & McAuley's block as the HSTU paper's code runs it for its SASRec baseline: queries from
 LayerNorm(x) (no affine), keys and values from x, attention dropout, LayerNorm(queries + attention)
 into a residual FFN, Xavier-normal weights, no final LayerNorm. Both have the same projections and
-FLOPs. Attention runs through torch's scaled_dot_product_attention (FlashAttention on GPU) on a
+useful FLOPs. Attention runs through torch's scaled_dot_product_attention (FlashAttention on GPU) on a
 right-padded view; everything else stays jagged so padding costs only attention FLOPs.
 """
 from __future__ import annotations
