@@ -7,16 +7,19 @@ rate; `--negatives-per sequence` shares each sequence's negatives instead (grsca
 builds them (`--architecture paper`, the default): HSTU's time bias measured from the time of the
 predicted interaction and scores q.k unscaled, SASRec in Kang & McAuley's block layout; `grscale`
 keeps grscale's defaults (the query's own time, q.k / sqrt(dqk); a pre-norm SASRec). A user's
-equal timestamps in a seeded random order (`--ties shuffle`, the default), as the paper's unstable
-sort leaves them, or in ML-1M's file order (`file`, grscale's default), which predicts the next
-item far better than chance. Two protocols:
+equal timestamps in a seeded random order (`--ties shuffle`, the default), which mimics the paper's
+unstable sort on every machine; in ML-1M's file order (`file`, grscale's default), which predicts
+the next item far better than chance; or exactly as the paper's pandas sort leaves them on this
+machine (`pandas-sort`: ratings.dat rewritten in that row order under --runs, read in file order).
+Two protocols:
   paper: train on all but each user's last item, test on the last, no validation split
          (the `leave-last-out` split; figures are test at the end of training);
   ours:  leave-one-out with a validation item; test at the best validation point (val NDCG@10).
 Target (issue 3): within 3% of each published figure under the paper's protocol, and the
 published order SASRec < HSTU < HSTU-large.
 Run: GRSCALE_DATA_DIR=../shared/data .venv/bin/python benchmarks/reproduce_ml1m.py --epochs 100 --seeds 0 1 2
-Run folders PRESET-PROTOCOL-NEGATIVES[-paper-attention|-paper-layout][-shuffled-ties]-seedS go under --runs
+Run folders PRESET-PROTOCOL-NEGATIVES[-paper-attention|-paper-layout][-shuffled-ties|-pandas-sort-ties]-seedS
+go under --runs
 (benchmarks/runs/ by default, not committed).
 Each finished run is re-evaluated from its checkpoint once and its figures kept in
 benchmarks/reproduce_ml1m.json (committed), so a result outlives its run folder; the table,
@@ -36,14 +39,17 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from models.losses import NEGATIVES_PER
 from scaling.config import OptimConfig, TrialConfig
 from scaling.data.cache import atomic_write
 from scaling.data.dataset import load_dataset
+from scaling.data.fetch import find_data_file
 from scaling.data.loader import TrainBatches
 from scaling.data.log import TIES
+from scaling.data.registry import get_spec
 from scaling.data.splits import make_split
 from scaling.errors import GrscaleError
 from scaling.evaluate import evaluate_retrieval
@@ -64,6 +70,9 @@ SPLITS = {"paper": "leave-last-out", "ours": "leave-one-out"}
 ARCHITECTURES = {"paper": {"hstu": {"query_time": "target", "qk_scale": 1.0}, "sasrec": {"layout": "original"}},
                  "grscale": {"hstu": {}, "sasrec": {}}}
 PAPER_SUFFIX = {"hstu": "-paper-attention", "sasrec": "-paper-layout"}  # what "paper" changes, per family
+TIE_ORDERS = (*TIES, "pandas-sort")
+TIE_WORDS = {"file": "in file order", "shuffle": "shuffled", "pandas-sort": "as the paper's pandas sort leaves them"}
+PANDAS_SORTED = "pandas-sorted-ml-1m"  # folder under --runs: ratings.dat in the paper's sort order
 SETTING = ("negatives_per", "architecture", "ties")  # what a run is besides its model, protocol and seed
 HERE = Path(__file__).parent
 LEDGER = HERE / "reproduce_ml1m.json"
@@ -71,15 +80,19 @@ TABLE = HERE / "reproduce_ml1m.md"
 
 
 def trial(preset: str, protocol: str, negatives_per: str, epochs: float, seed: int = 0,
-          architecture: str = "paper", ties: str = "shuffle") -> TrialConfig:
-    """The paper's settings for `preset`, with a budget of `epochs` passes over the training split."""
+          architecture: str = "paper", ties: str = "shuffle", runs: Path | None = None) -> TrialConfig:
+    """The paper's settings for `preset`, with a budget of `epochs` passes over the training split
+    (`runs`: where the pandas-sorted copy of ML-1M goes, for ties "pandas-sort")."""
     family, size = preset.split("-", 1)
+    data_dir = None
+    if ties == "pandas-sort":
+        data_dir, ties = str(pandas_sorted_ml1m(runs).resolve()), "file"
     overrides = ARCHITECTURES[architecture][family]
     base = TrialConfig(
         family=family, size=size, dataset="ml-1m", split=SPLITS[protocol], budget=1.0, max_seq_len=200,
         batch_size=128, num_negatives=128, negatives_per=negatives_per, temperature=0.05, dropout=0.2, num_evals=10,
         first_eval_fraction=0.05, select_metric="ndcg@10", progress=True, seed=seed, model_overrides=overrides,
-        ties=ties,
+        ties=ties, data_dir=data_dir,
         optim=OptimConfig(lr=1e-3, betas=(0.9, 0.98), schedule="constant", warmup_fraction=0.0, grad_clip=0.0),
     )
     split = make_split(load_dataset("ml-1m"), base.split)
@@ -89,10 +102,42 @@ def trial(preset: str, protocol: str, negatives_per: str, epochs: float, seed: i
     return TrialConfig.from_dict({**base.to_dict(), "budget": epochs * epoch_flops})
 
 
+def pandas_sorted_ml1m(runs: Path) -> Path:
+    """A data folder under `runs` whose ratings.dat holds ML-1M's rows in the order the HSTU paper's
+    preprocessing sorts them into, `sort_values(by=["unix_timestamp"])`: pandas' default quicksort,
+    which is unstable, so a user's equal timestamps come out in an order this machine's numpy (its
+    SIMD dispatch) decides. Reproducible on one machine, not across machines: written once per runs
+    folder, with the fraction of tied pairs left in file order in `order.json`."""
+    folder = runs / PANDAS_SORTED
+    if (folder / "order.json").exists():
+        return folder
+    source = find_data_file(get_spec("ml-1m"))
+    frame = pd.read_csv(source, sep="::", engine="python", names=["user_id", "item_id", "rating", "unix_timestamp"])
+    order = frame.sort_values(by=["unix_timestamp"]).index.to_numpy()
+    lines = source.read_bytes().splitlines(keepends=True)
+    if len(lines) != len(frame):
+        raise GrscaleError(f"{source}: {len(lines)} lines but pandas read {len(frame)} rows")
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / "ratings.dat", lambda h: h.writelines(lines[i] for i in order))
+    summary = {"source": str(source.resolve()), "tied_pairs_in_file_order": tied_pairs_in_file_order(frame, order),
+               "pandas": pd.__version__, "numpy": np.__version__}
+    atomic_write(folder / "order.json", lambda h: h.write((json.dumps(summary, indent=1) + "\n").encode()))
+    return folder
+
+
+def tied_pairs_in_file_order(frame: pd.DataFrame, order: np.ndarray) -> float:
+    """Of each user's consecutive equal-timestamp pairs after sorting rows into `order`, the fraction
+    still in file order (1.0: a stable sort; about 0.5: ties scrambled)."""
+    by_user = order[np.argsort(frame["user_id"].to_numpy()[order], kind="stable")]
+    users, times = frame["user_id"].to_numpy()[by_user], frame["unix_timestamp"].to_numpy()[by_user]
+    tied = (users[1:] == users[:-1]) & (times[1:] == times[:-1])
+    return float((by_user[1:] > by_user[:-1])[tied].mean()) if tied.any() else 1.0
+
+
 def run_name(preset: str, protocol: str, negatives_per: str, architecture: str, ties: str, seed: int) -> str:
     variant = PAPER_SUFFIX[preset.split("-")[0]] if architecture == "paper" else ""
-    shuffled = "-shuffled-ties" if ties == "shuffle" else ""
-    return f"{preset}-{protocol}-{negatives_per}{variant}{shuffled}-seed{seed}"
+    tie_suffix = {"file": "", "shuffle": "-shuffled-ties", "pandas-sort": "-pandas-sort-ties"}[ties]
+    return f"{preset}-{protocol}-{negatives_per}{variant}{tie_suffix}-seed{seed}"
 
 
 def main() -> None:
@@ -102,7 +147,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=tuple(PUBLISHED), default=list(PUBLISHED))
     parser.add_argument("--negatives-per", choices=NEGATIVES_PER, default="prediction")
     parser.add_argument("--architecture", choices=tuple(ARCHITECTURES), default="paper")
-    parser.add_argument("--ties", choices=TIES, default="shuffle")
+    parser.add_argument("--ties", choices=TIE_ORDERS, default="shuffle")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--runs", type=Path, default=HERE / "runs" / "reproduce_ml1m")
     parser.add_argument("--table-only", action="store_true", help="record the finished runs and write the table")
@@ -112,7 +157,8 @@ def main() -> None:
             for protocol in args.protocols:
                 for preset in args.models:
                     name = run_name(preset, protocol, args.negatives_per, args.architecture, args.ties, seed)
-                    cfg = trial(preset, protocol, args.negatives_per, args.epochs, seed, args.architecture, args.ties)
+                    cfg = trial(preset, protocol, args.negatives_per, args.epochs, seed, args.architecture, args.ties,
+                                args.runs)
                     train_to_budget(cfg, args.runs / name, resume=True)
                     write_table(record_finished_runs(args.runs))
     write_table(record_finished_runs(args.runs))
@@ -155,7 +201,7 @@ def order_key(order: dict) -> tuple:
 
 
 def table_order(record: dict) -> tuple:
-    return (TIES[::-1].index(record["ties"]), NEGATIVES_PER[::-1].index(record["negatives_per"]),
+    return (TIE_ORDERS[::-1].index(record["ties"]), NEGATIVES_PER[::-1].index(record["negatives_per"]),
             list(SPLITS).index(record["protocol"]), list(ARCHITECTURES).index(record["architecture"]),
             list(PUBLISHED).index(record["preset"]), record["seed"])
 
@@ -168,9 +214,11 @@ def run_record(run: Path, final: dict, known: dict) -> dict:
     preset = f"{cfg.family}-{cfg.size}"
     architecture = next(name for name, overrides in ARCHITECTURES.items()
                         if overrides[cfg.family] == cfg.model_overrides)
+    pandas_sorted = cfg.data_dir is not None and Path(cfg.data_dir).name == PANDAS_SORTED
+    ties = "pandas-sort" if pandas_sorted else cfg.ties
     prefix = "test_last/" if protocol == "paper" else "test/"
     means = {m: final[prefix + m] for m in METRICS}
-    key = (preset, protocol, cfg.negatives_per, architecture, cfg.ties, cfg.seed)
+    key = (preset, protocol, cfg.negatives_per, architecture, ties, cfg.seed)
     if key in known and known[key]["metrics"] == means:
         return known[key]  # recorded from this very run before
     per_user = per_user_test_metrics(run, protocol)
@@ -179,8 +227,9 @@ def run_record(run: Path, final: dict, known: dict) -> dict:
             raise GrscaleError(f"{run}: re-evaluating {CHECKPOINT} gives {m} {per_user[m].mean():.6f}, "
                                f"metrics.jsonl says {means[m]:.6f}")
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    order = json.loads((Path(cfg.data_dir) / "order.json").read_text()) if pandas_sorted else {}
     return {"preset": preset, "protocol": protocol, "negatives_per": cfg.negatives_per, "architecture": architecture,
-            "ties": cfg.ties, "seed": cfg.seed,
+            "ties": ties, **({"tie_order": order} if order else {}), "seed": cfg.seed,
             "epochs": round(final["flops"] / trial(preset, protocol, cfg.negatives_per, 1.0).budget, 2),
             "wall_s": round(final["wall_s"], 1), "metrics": means,
             "se": {m: standard_error(per_user[m]) for m in METRICS}, "test_users": int(per_user["hr@10"].size),
@@ -192,7 +241,8 @@ def per_user_test_metrics(run: Path, protocol: str) -> dict[str, np.ndarray]:
     the paper's protocol, the best-validation model under ours (the models its figures come from)."""
     payload = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
     cfg = TrialConfig.from_dict(payload["config"])
-    split = make_split(load_dataset(cfg.dataset, ties=cfg.ties), cfg.split)
+    data_dir = Path(cfg.data_dir) if cfg.data_dir else None
+    split = make_split(load_dataset(cfg.dataset, data_dir, ties=cfg.ties), cfg.split)
     model = build_trial_model(cfg, split)
     model.load_state_dict(payload["model" if protocol == "paper" else "best_model"])
     return evaluate_retrieval(model, split.test, cfg, torch.device("cpu")).per_example()
@@ -290,7 +340,7 @@ def order_sentences(ledger: dict) -> list[str]:
             summary = f"; over {len(orders)} seeds, mean ± seed standard deviation: {'; '.join(means)}"
         sentences.append(
             f"Published order SASRec < HSTU < HSTU-large by NDCG@10, {protocol} protocol, negatives per "
-            f"{negatives_per}, {variant} architecture, ties {'shuffled' if ties == 'shuffle' else 'in file order'}, "
+            f"{negatives_per}, {variant} architecture, ties {TIE_WORDS[ties]}, "
             f"{epochs[0]:g} epochs each (paired differences over the same test users ± their "
             f"standard error): {'; '.join(per_seed)}{summary}.")
     return sentences

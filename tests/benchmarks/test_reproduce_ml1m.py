@@ -1,0 +1,72 @@
+"""The ML-1M reproduction's copy of the data in the HSTU paper's sort order."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling.data.dataset import load_dataset
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "reproduce_ml1m.py"
+spec = importlib.util.spec_from_file_location("reproduce_ml1m", SCRIPT)
+reproduce = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reproduce)
+
+COLUMNS = ["user_id", "item_id", "rating", "unix_timestamp"]
+
+
+@pytest.fixture
+def ratings(tmp_path, monkeypatch) -> Path:
+    """An ML-1M ratings.dat with heavy ties: 20 users x 30 rows over 4 timestamps; items 1..60 all used."""
+    monkeypatch.setenv("GRSCALE_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    rows = [(u, i, int(rng.integers(1, 6)), 1000 + int(rng.integers(0, 4)) + 10 * u)
+            for u in range(1, 21) for i in rng.permutation(60)[:30] + 1]
+    rows = [rows[k] for k in rng.permutation(len(rows))]  # users interleaved, as in a real log
+    rows += [(1, i, 3, 5) for i in range(1, 61)]  # every item id present
+    folder = tmp_path / "data" / "ml-1m"
+    folder.mkdir(parents=True)
+    (folder / "ratings.dat").write_text("".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in rows))
+    monkeypatch.setenv("GRSCALE_DATA_DIR", str(tmp_path / "data"))
+    return folder / "ratings.dat"
+
+
+def test_pandas_sorted_copy_reads_as_the_papers_sequences(ratings, tmp_path):
+    folder = reproduce.pandas_sorted_ml1m(tmp_path / "runs")
+    # The paper's preprocessing: sort the whole frame by timestamp, then group by user.
+    frame = pd.read_csv(ratings, sep="::", engine="python", names=COLUMNS)
+    expected = frame.sort_values(by=["unix_timestamp"]).groupby("user_id").item_id.apply(list)
+    log = load_dataset("ml-1m", folder, ties="file")
+    offsets = log.offsets
+    got = [log.item_ids[offsets[u]:offsets[u + 1]].tolist() for u in range(log.num_users)]
+    assert got == list(expected)  # item codes equal raw ids: ids 1..60 all present
+    assert sorted(ratings.read_text().splitlines()) == sorted((folder / "ratings.dat").read_text().splitlines())
+    order = json.loads((folder / "order.json").read_text())
+    assert 0.0 <= order["tied_pairs_in_file_order"] <= 1.0 and order["pandas"] == pd.__version__
+
+
+def test_pandas_sorted_copy_is_written_once(ratings, tmp_path):
+    folder = reproduce.pandas_sorted_ml1m(tmp_path / "runs")
+    ratings.write_text("not ratings\n")  # a second call must not re-read the source
+    assert reproduce.pandas_sorted_ml1m(tmp_path / "runs") == folder
+    assert (folder / "ratings.dat").read_text().count("::") > 0
+
+
+def test_tied_pairs_in_file_order_counts_per_user_ties():
+    frame = pd.DataFrame({"user_id": [1, 2, 1, 1, 2], "unix_timestamp": [5, 7, 5, 6, 7]})
+    # user 1's tie is rows 0 and 2; user 2's is rows 1 and 4
+    assert reproduce.tied_pairs_in_file_order(frame, np.array([0, 1, 2, 3, 4])) == 1.0
+    assert reproduce.tied_pairs_in_file_order(frame, np.array([2, 0, 4, 1, 3])) == 0.0
+    assert reproduce.tied_pairs_in_file_order(frame, np.array([2, 0, 1, 4, 3])) == 0.5
+
+
+def test_run_names_say_the_tie_order():
+    names = {ties: reproduce.run_name("hstu-ml1m", "paper", "prediction", "paper", ties, 0)
+             for ties in reproduce.TIE_ORDERS}
+    assert names == {"file": "hstu-ml1m-paper-prediction-paper-attention-seed0",
+                     "shuffle": "hstu-ml1m-paper-prediction-paper-attention-shuffled-ties-seed0",
+                     "pandas-sort": "hstu-ml1m-paper-prediction-paper-attention-pandas-sort-ties-seed0"}
