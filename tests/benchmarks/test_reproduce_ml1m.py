@@ -70,3 +70,22 @@ def test_run_names_say_the_tie_order():
     assert names == {"file": "hstu-ml1m-paper-prediction-paper-attention-seed0",
                      "shuffle": "hstu-ml1m-paper-prediction-paper-attention-shuffled-ties-seed0",
                      "pandas-sort": "hstu-ml1m-paper-prediction-paper-attention-pandas-sort-ties-seed0"}
+
+
+def test_table_lists_pandas_sort_runs_and_their_order(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(reproduce, "TABLE", tmp_path / "table.md")
+    runs = []
+    for preset, ndcg in zip(reproduce.PUBLISHED, (0.15, 0.17, 0.19)):
+        metrics = dict(zip(reproduce.METRICS, (0.3, ndcg, 0.5, 0.7)))
+        runs.append({"preset": preset, "protocol": "paper", "negatives_per": "prediction", "architecture": "paper",
+                     "ties": "pandas-sort", "seed": 0, "epochs": 100.0, "wall_s": 60.0, "metrics": metrics,
+                     "se": dict.fromkeys(reproduce.METRICS, 0.004), "test_users": 6040})
+    steps = [{"low": a["preset"], "high": b["preset"], "difference": 0.02, "se": 0.003} for a, b in zip(runs, runs[1:])]
+    order = {"protocol": "paper", "negatives_per": "prediction", "architecture": "paper", "ties": "pandas-sort",
+             "seed": 0, "epochs": [100.0], "steps": steps}
+    reproduce.write_table({"runs": runs, "orders": [order]})
+    table = (tmp_path / "table.md").read_text()
+    hstu_row = next(line for line in table.splitlines() if line.startswith("| hstu-ml1m | paper |"))
+    assert "| pandas-sort | 100 | 1 | 0.3000 (0.3097, -3.1%) | 0.1700 (0.1720, -1.2%) |" in hstu_row
+    assert "ties as the paper's pandas sort leaves them, 100 epochs each" in table
+    assert "seed 0: holds" in table and table.rstrip().endswith(reproduce.NOTES_MARKER)
