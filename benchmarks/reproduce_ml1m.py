@@ -5,8 +5,11 @@ temperature 0.05, AdamW lr 1e-3, betas (0.9, 0.98), batch 128, dropout 0.2, cons
 rate; `--negatives-per sequence` shares each sequence's negatives instead (grscale's default,
 1.6-1.9x cheaper per step on the CPU, lower quality per FLOP). The models as the paper's code
 builds them (`--architecture paper`, the default): HSTU's time bias measured from the time of the
-predicted interaction and scores q.k unscaled, SASRec in Kang & McAuley's block layout; `grscale`
-keeps grscale's defaults (the query's own time, q.k / sqrt(dqk); a pre-norm SASRec). A user's
+predicted interaction, q.k unscaled, and the block's parameters as the paper's (LayerNorms without
+affine parameters, eps 1e-6; no U/V/Q/K bias; its initialisation); SASRec in Kang & McAuley's block
+layout. `paper-attention` is the same with grscale's HSTU parameters (this script's `paper` until
+2026-12-02); `grscale` keeps grscale's defaults (the query's own time, q.k / sqrt(dqk); a pre-norm
+SASRec). A user's
 equal timestamps in a seeded random order (`--ties shuffle`, the default), which mimics the paper's
 unstable sort on every machine; in ML-1M's file order (`file`, grscale's default), which predicts
 the next item far better than chance; or exactly as the paper's pandas sort leaves them on this
@@ -18,8 +21,8 @@ Two protocols:
 Target (issue 3): within 3% of each published figure under the paper's protocol, and the
 published order SASRec < HSTU < HSTU-large.
 Run: GRSCALE_DATA_DIR=../shared/data .venv/bin/python benchmarks/reproduce_ml1m.py --epochs 100 --seeds 0 1 2
-Run folders PRESET-PROTOCOL-NEGATIVES[-paper-attention|-paper-layout][-shuffled-ties|-pandas-sort-ties]-seedS
-go under --runs
+Run folders PRESET-PROTOCOL-NEGATIVES[-paper-model|-paper-attention|-paper-layout]
+[-shuffled-ties|-pandas-sort-ties]-seedS go under --runs
 (benchmarks/runs/ by default, not committed).
 Each finished run is re-evaluated from its checkpoint once and its figures kept in
 benchmarks/reproduce_ml1m.json (committed), so a result outlives its run folder; the table,
@@ -66,10 +69,15 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@50, HR@200 from the paper's Table (ML-1M)
 METRICS = ("hr@10", "ndcg@10", "hr@50", "hr@200")
 NOTES_MARKER = "## Notes (by hand; the script keeps this section)"
 SPLITS = {"paper": "leave-last-out", "ours": "leave-one-out"}
-# Model overrides per architecture and family; "grscale" is the model configs' defaults.
-ARCHITECTURES = {"paper": {"hstu": {"query_time": "target", "qk_scale": 1.0}, "sasrec": {"layout": "original"}},
+# Model overrides per architecture and family; "grscale" is the model configs' defaults. Where two
+# architectures build a family alike (SASRec in both paper ones), a run counts for both.
+PAPER_ATTENTION = {"query_time": "target", "qk_scale": 1.0}
+ARCHITECTURES = {"paper": {"hstu": {**PAPER_ATTENTION, "parameterization": "paper"}, "sasrec": {"layout": "original"}},
+                 "paper-attention": {"hstu": PAPER_ATTENTION, "sasrec": {"layout": "original"}},
                  "grscale": {"hstu": {}, "sasrec": {}}}
-PAPER_SUFFIX = {"hstu": "-paper-attention", "sasrec": "-paper-layout"}  # what "paper" changes, per family
+RUN_SUFFIX = {"paper": {"hstu": "-paper-model", "sasrec": "-paper-layout"},  # run folder name, per family
+              "paper-attention": {"hstu": "-paper-attention", "sasrec": "-paper-layout"},
+              "grscale": {"hstu": "", "sasrec": ""}}
 TIE_ORDERS = (*TIES, "pandas-sort")
 TIE_WORDS = {"file": "in file order", "shuffle": "shuffled", "pandas-sort": "as the paper's pandas sort leaves them"}
 PANDAS_SORTED = "pandas-sorted-ml-1m"  # folder under --runs: ratings.dat in the paper's sort order
@@ -135,7 +143,7 @@ def tied_pairs_in_file_order(frame: pd.DataFrame, order: np.ndarray) -> float:
 
 
 def run_name(preset: str, protocol: str, negatives_per: str, architecture: str, ties: str, seed: int) -> str:
-    variant = PAPER_SUFFIX[preset.split("-")[0]] if architecture == "paper" else ""
+    variant = RUN_SUFFIX[architecture][preset.split("-")[0]]
     tie_suffix = {"file": "", "shuffle": "-shuffled-ties", "pandas-sort": "-pandas-sort-ties"}[ties]
     return f"{preset}-{protocol}-{negatives_per}{variant}{tie_suffix}-seed{seed}"
 
@@ -172,21 +180,22 @@ def record_finished_runs(runs: Path) -> dict:
         ledger = json.loads(LEDGER.read_text()) if LEDGER.exists() else {"runs": [], "orders": []}
         known = {run_key(r): r for r in ledger["runs"]}
         orders = {order_key(o): o for o in ledger["orders"]}
-        on_disk, changed = {}, set()
+        on_disk, changed = {}, set()  # on_disk: (key under each architecture the run counts for) -> (run, key)
         for path in sorted(runs.glob("*-seed*/metrics.jsonl")):
             rows = read_rows(path)
             if rows and rows[-1]["eval_kind"] == "final" and rows[-1]["status"] == "done":
                 record = run_record(path.parent, rows[-1], known)
                 key = run_key(record)
-                on_disk[key] = path.parent
+                for architecture in run_architectures(path.parent):
+                    on_disk[(*key[:3], architecture, *key[4:])] = path.parent, key
                 changed |= {key} if known.get(key) != record else set()
                 known[key] = record
-        for _, protocol, negatives_per, architecture, ties, seed in on_disk:
+        for _, protocol, negatives_per, architecture, ties, seed in list(on_disk):
             setting = (protocol, negatives_per, architecture, ties, seed)
-            keys = [(preset, protocol, negatives_per, architecture, ties, seed) for preset in PUBLISHED]
-            if all(k in on_disk for k in keys) and (setting not in orders or any(k in changed for k in keys)):
-                per_user = [per_user_test_metrics(on_disk[k], protocol) for k in keys]
-                orders[setting] = order_record([known[k] for k in keys], per_user)
+            found = [on_disk.get((preset, *setting[:-1], seed)) for preset in PUBLISHED]
+            if all(found) and (setting not in orders or any(key in changed for _, key in found)):
+                per_user = [per_user_test_metrics(run, protocol) for run, _ in found]
+                orders[setting] = order_record([known[key] for _, key in found], per_user, architecture)
         ledger = {"runs": sorted(known.values(), key=table_order), "orders": sorted(orders.values(), key=order_key)}
         atomic_write(LEDGER, lambda h: h.write((json.dumps(ledger, indent=1) + "\n").encode()))
     return ledger
@@ -206,14 +215,23 @@ def table_order(record: dict) -> tuple:
             list(PUBLISHED).index(record["preset"]), record["seed"])
 
 
+def run_architectures(run: Path) -> list[str]:
+    """The architectures whose models a run's checkpoint was trained as (first: the one it is filed under)."""
+    cfg = TrialConfig.from_dict(torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["config"])
+    names = [name for name, by_family in ARCHITECTURES.items() if by_family[cfg.family] == cfg.model_overrides]
+    if not names:
+        raise GrscaleError(f"{run}: model overrides {cfg.model_overrides} match no architecture "
+                           f"({', '.join(ARCHITECTURES)})")
+    return names
+
+
 def run_record(run: Path, final: dict, known: dict) -> dict:
     """A finished run's figures as the ledger keeps them: means from metrics.jsonl, checked against a
     re-evaluation from the checkpoint, with their standard errors over the test users."""
     cfg = TrialConfig.from_dict(torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["config"])
     protocol = {v: k for k, v in SPLITS.items()}[cfg.split]
     preset = f"{cfg.family}-{cfg.size}"
-    architecture = next(name for name, overrides in ARCHITECTURES.items()
-                        if overrides[cfg.family] == cfg.model_overrides)
+    architecture = run_architectures(run)[0]
     pandas_sorted = cfg.data_dir is not None and Path(cfg.data_dir).name == PANDAS_SORTED
     ties = "pandas-sort" if pandas_sorted else cfg.ties
     prefix = "test_last/" if protocol == "paper" else "test/"
@@ -248,7 +266,7 @@ def per_user_test_metrics(run: Path, protocol: str) -> dict[str, np.ndarray]:
     return evaluate_retrieval(model, split.test, cfg, torch.device("cpu")).per_example()
 
 
-def order_record(records: list[dict], per_user: list[dict]) -> dict:
+def order_record(records: list[dict], per_user: list[dict], architecture: str) -> dict:
     """Whether one seed's three runs follow the published order by NDCG@10, with each step's paired
     difference over the same test users."""
     steps = []
@@ -258,7 +276,7 @@ def order_record(records: list[dict], per_user: list[dict]) -> dict:
                       "se": standard_error(difference)})
     first = records[0]
     return {"protocol": first["protocol"], "negatives_per": first["negatives_per"],
-            "architecture": first["architecture"], "ties": first["ties"], "seed": first["seed"],
+            "architecture": architecture, "ties": first["ties"], "seed": first["seed"],
             "epochs": sorted({round(r["epochs"], 1) for r in records}), "steps": steps}
 
 

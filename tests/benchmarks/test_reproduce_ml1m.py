@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from scaling.config import TrialConfig
 from scaling.data.dataset import load_dataset
+from scaling.errors import GrscaleError
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "reproduce_ml1m.py"
 spec = importlib.util.spec_from_file_location("reproduce_ml1m", SCRIPT)
@@ -67,9 +70,31 @@ def test_tied_pairs_in_file_order_counts_per_user_ties():
 def test_run_names_say_the_tie_order():
     names = {ties: reproduce.run_name("hstu-ml1m", "paper", "prediction", "paper", ties, 0)
              for ties in reproduce.TIE_ORDERS}
-    assert names == {"file": "hstu-ml1m-paper-prediction-paper-attention-seed0",
-                     "shuffle": "hstu-ml1m-paper-prediction-paper-attention-shuffled-ties-seed0",
-                     "pandas-sort": "hstu-ml1m-paper-prediction-paper-attention-pandas-sort-ties-seed0"}
+    assert names == {"file": "hstu-ml1m-paper-prediction-paper-model-seed0",
+                     "shuffle": "hstu-ml1m-paper-prediction-paper-model-shuffled-ties-seed0",
+                     "pandas-sort": "hstu-ml1m-paper-prediction-paper-model-pandas-sort-ties-seed0"}
+    assert reproduce.run_name("hstu-ml1m", "paper", "prediction", "paper-attention", "file", 1) == \
+        "hstu-ml1m-paper-prediction-paper-attention-seed1"
+
+
+@pytest.mark.parametrize("preset,overrides,expected", [
+    ("sasrec-ml1m", {"layout": "original"}, ["paper", "paper-attention"]),
+    ("hstu-ml1m", {"query_time": "target", "qk_scale": 1.0}, ["paper-attention"]),
+    ("hstu-ml1m", {"query_time": "target", "qk_scale": 1.0, "parameterization": "paper"}, ["paper"]),
+    ("hstu-ml1m", {}, ["grscale"]),
+])
+def test_a_run_counts_for_every_architecture_that_builds_it(tmp_path, preset, overrides, expected):
+    family, size = preset.split("-", 1)
+    cfg = TrialConfig(family=family, size=size, budget=1.0, model_overrides=overrides)
+    torch.save({"config": cfg.to_dict()}, tmp_path / reproduce.CHECKPOINT)
+    assert reproduce.run_architectures(tmp_path) == expected
+
+
+def test_a_run_of_no_architecture_is_refused(tmp_path):
+    cfg = TrialConfig(family="hstu", size="ml1m", budget=1.0, model_overrides={"qk_scale": 0.5})
+    torch.save({"config": cfg.to_dict()}, tmp_path / reproduce.CHECKPOINT)
+    with pytest.raises(GrscaleError, match="match no architecture"):
+        reproduce.run_architectures(tmp_path)
 
 
 def test_table_lists_pandas_sort_runs_and_their_order(tmp_path, monkeypatch, capsys):

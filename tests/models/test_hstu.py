@@ -33,20 +33,30 @@ def test_prediction_times_by_task():
     assert prediction_times(batch, "ranking", torch.tensor([33, 99, 55])).tolist() == ts.tolist()
 
 
-@pytest.mark.parametrize("query_time,qk_scale", [("own", None), ("target", 1.0), ("target", 0.3)])
-def test_block_matches_the_papers_formula(query_time, qk_scale):
+@pytest.mark.parametrize("query_time,qk_scale,parameterization",
+                         [("own", None, "grscale"), ("target", 1.0, "grscale"), ("target", 0.3, "grscale"),
+                          ("target", 1.0, "paper")])
+def test_block_matches_the_papers_formula(query_time, qk_scale, parameterization):
     # One sequence, one head, written out: U, V, Q, K = split(SiLU(W LN(x) + b));
     # A = SiLU(alpha Q K^T + rab_pos[i-j] + rab_time[bucket(t_q(i) - t_j)]) / n (causal);
-    # y = x + f2(U * LN(A V)).
+    # y = x + f2(U * LN(A V)). "paper": LN(z) = (z - mean) / sqrt(var + 1e-6), no scale or shift; b = 0.
     model = build_model("hstu", "xs", NUM_ITEMS, 8, MAX_LEN, kernel="pytorch", num_heads=1,
-                        query_time=query_time, qk_scale=qk_scale, dropout=0.0).double()
+                        query_time=query_time, qk_scale=qk_scale, dropout=0.0,
+                        parameterization=parameterization).double()
     randomize(model)
     block = model.blocks[0]
     batch = make_batch([7], NUM_ITEMS, seed=2)
     times = prediction_times(batch, "retrieval", None)
     x = torch.randn(7, model.config.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     d = model.config.dqk
-    u, v, q, k = F.silu(block.uvqk(block.input_norm(x))).split([d, d, d, d], dim=-1)
+    if parameterization == "paper":
+        def norm(z):
+            return (z - z.mean(-1, keepdim=True)) / torch.sqrt(z.var(-1, unbiased=False, keepdim=True) + 1e-6)
+        uvqk = norm(x) @ block.uvqk.weight.T
+    else:
+        norm = block.attn_norm
+        uvqk = block.uvqk(block.input_norm(x))
+    u, v, q, k = F.silu(uvqk).split([d, d, d, d], dim=-1)
     alpha = d ** -0.5 if qk_scale is None else qk_scale
     query_ts = times if query_time == "target" else batch.timestamps
     attn = torch.zeros(7, 7, dtype=torch.float64)
@@ -56,9 +66,31 @@ def test_block_matches_the_papers_formula(query_time, qk_scale):
             bucket = min(math.floor(math.log(gap) / 0.301), model.config.num_time_buckets - 1)
             s = alpha * q[i] @ k[j] + block.pos_bias[0, i - j] + block.time_bias[0, bucket]
             attn[i, j] = F.silu(s) / MAX_LEN
-    expected = x + block.output(u * block.attn_norm(attn @ v))
+    expected = x + block.output(u * norm(attn @ v))
     with torch.no_grad():
         torch.testing.assert_close(block(x, batch, times), expected.detach())
+
+
+def test_paper_parameterization_initialises_as_the_papers_code():
+    config = dict(num_heads=2, dqk=48, dv=48, d_model=64)
+    grscale = build_model("hstu", "xs", NUM_ITEMS, 8, 256, kernel="pytorch", **config)
+    paper = build_model("hstu", "xs", NUM_ITEMS, 8, 256, kernel="pytorch", parameterization="paper", **config)
+    block, reference = paper.blocks[0], grscale.blocks[0]
+    assert block.uvqk.bias is None and block.input_norm.weight is None and block.attn_norm.weight is None
+    assert block.input_norm.eps == block.attn_norm.eps == 1e-6
+    # Parameters lost per block: the U/V/Q/K bias (2*96 + 2*96) and both norms' scale and shift (2*64 + 2*96).
+    lost = sum(p.numel() for p in grscale.parameters()) - sum(p.numel() for p in paper.parameters())
+    assert lost == len(paper.blocks) * (384 + 128 + 192)
+    assert abs(block.uvqk.weight.std().item() - 0.02) < 0.002
+    assert abs(block.pos_bias.std().item() - 0.02) < 0.004 and abs(block.time_bias.std().item() - 0.02) < 0.006
+    bound = math.sqrt(6 / (96 + 64))  # Xavier-uniform for a 96 -> 64 projection
+    assert block.output.weight.abs().max() <= bound and block.output.weight.abs().max() > 0.9 * bound
+    assert not reference.pos_bias.any() and not reference.time_bias.any()
+
+
+def test_unknown_parameterization_is_refused():
+    with pytest.raises(GrscaleError, match="unknown HSTU parameterization 'meta'"):
+        build_model("hstu", "xs", NUM_ITEMS, 8, MAX_LEN, parameterization="meta")
 
 
 def test_target_query_time_sees_the_next_time_but_not_the_next_item():

@@ -12,8 +12,9 @@ from scaling.errors import GrscaleError
 from tests.models.helpers import make_batch, make_eval_batch, randomize
 
 NUM_ITEMS, MAX_LEN = 40, 12
-FAMILIES = ["hstu", "sasrec", "sasrec-original"]
-EXTRA = {"hstu": {"kernel": "pytorch"}, "sasrec": {}, "sasrec-original": {"layout": "original"}}
+FAMILIES = ["hstu", "hstu-paper", "sasrec", "sasrec-original"]
+EXTRA = {"hstu": {"kernel": "pytorch"}, "hstu-paper": {"kernel": "pytorch", "parameterization": "paper"},
+         "sasrec": {}, "sasrec-original": {"layout": "original"}}
 
 
 def model_for(variant: str, **overrides):
