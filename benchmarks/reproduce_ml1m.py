@@ -9,12 +9,11 @@ predicted interaction, q.k unscaled, and the block's parameters as the paper's (
 affine parameters, eps 1e-6; no U/V/Q/K bias; its initialisation); SASRec in Kang & McAuley's block
 layout. `paper-attention` is the same with grscale's HSTU parameters (this script's `paper` until
 2026-12-02); `grscale` keeps grscale's defaults (the query's own time, q.k / sqrt(dqk); a pre-norm
-SASRec). A user's
-equal timestamps in a seeded random order (`--ties shuffle`, the default), which mimics the paper's
-unstable sort on every machine; in ML-1M's file order (`file`, grscale's default), which predicts
-the next item far better than chance; or exactly as the paper's pandas sort leaves them on this
-machine (`pandas-sort`: ratings.dat rewritten in that row order under --runs, read in file order).
-Two protocols:
+SASRec). A user's equal timestamps in a seeded random order (`--ties shuffle`, the default), which
+mimics the paper's unstable sort on every machine; in ML-1M's file order (`file`, grscale's
+default), which predicts the next item far better than chance; or exactly as the paper's pandas
+sort leaves them on this machine (`pandas-sort`: ratings.dat rewritten in that row order under
+--runs, read in file order). Two protocols:
   paper: train on all but each user's last item, test on the last, no validation split
          (the `leave-last-out` split; figures are test at the end of training);
   ours:  leave-one-out with a validation item; test at the best validation point (val NDCG@10).
@@ -184,9 +183,10 @@ def record_finished_runs(runs: Path) -> dict:
         for path in sorted(runs.glob("*-seed*/metrics.jsonl")):
             rows = read_rows(path)
             if rows and rows[-1]["eval_kind"] == "final" and rows[-1]["status"] == "done":
-                record = run_record(path.parent, rows[-1], known)
+                cfg = run_config(path.parent)
+                record = run_record(path.parent, cfg, rows[-1], known)
                 key = run_key(record)
-                for architecture in run_architectures(path.parent):
+                for architecture in architectures_of(cfg):
                     on_disk[(*key[:3], architecture, *key[4:])] = path.parent, key
                 changed |= {key} if known.get(key) != record else set()
                 known[key] = record
@@ -215,23 +215,25 @@ def table_order(record: dict) -> tuple:
             list(PUBLISHED).index(record["preset"]), record["seed"])
 
 
-def run_architectures(run: Path) -> list[str]:
-    """The architectures whose models a run's checkpoint was trained as (first: the one it is filed under)."""
-    cfg = TrialConfig.from_dict(torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["config"])
+def run_config(run: Path) -> TrialConfig:
+    return TrialConfig.from_dict(torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["config"])
+
+
+def architectures_of(cfg: TrialConfig) -> list[str]:
+    """The architectures whose models a run was trained as (first: the one it is filed under)."""
     names = [name for name, by_family in ARCHITECTURES.items() if by_family[cfg.family] == cfg.model_overrides]
     if not names:
-        raise GrscaleError(f"{run}: model overrides {cfg.model_overrides} match no architecture "
+        raise GrscaleError(f"model overrides {cfg.model_overrides} match no architecture "
                            f"({', '.join(ARCHITECTURES)})")
     return names
 
 
-def run_record(run: Path, final: dict, known: dict) -> dict:
+def run_record(run: Path, cfg: TrialConfig, final: dict, known: dict) -> dict:
     """A finished run's figures as the ledger keeps them: means from metrics.jsonl, checked against a
     re-evaluation from the checkpoint, with their standard errors over the test users."""
-    cfg = TrialConfig.from_dict(torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["config"])
     protocol = {v: k for k, v in SPLITS.items()}[cfg.split]
     preset = f"{cfg.family}-{cfg.size}"
-    architecture = run_architectures(run)[0]
+    architecture = architectures_of(cfg)[0]
     pandas_sorted = cfg.data_dir is not None and Path(cfg.data_dir).name == PANDAS_SORTED
     ties = "pandas-sort" if pandas_sorted else cfg.ties
     prefix = "test_last/" if protocol == "paper" else "test/"
