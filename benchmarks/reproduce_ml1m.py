@@ -24,7 +24,9 @@ Run folders PRESET-PROTOCOL-NEGATIVES[-paper-model|-paper-attention|-paper-layou
 [-shuffled-ties|-pandas-sort-ties]-seedS go under --runs
 (benchmarks/runs/ by default, not committed).
 Each finished run is re-evaluated from its checkpoint once and its figures kept in
-benchmarks/reproduce_ml1m.json (committed), so a result outlives its run folder; the table,
+benchmarks/reproduce_ml1m.json (committed), its figures per test user in benchmarks/reproduce_ml1m_users/
+(committed), so a result outlives its run folder and the published order is checked user by user
+over runs from different sessions; the table,
 benchmarks/reproduce_ml1m.md, is written from that ledger: a row per run, the mean over seeds, and the
 published order. --table-only records the finished runs and rewrites the table without training.
 Notes below the table's marker line are kept. Several invocations may share the runs folder and ledger.
@@ -84,6 +86,7 @@ SETTING = ("negatives_per", "architecture", "ties")  # what a run is besides its
 HERE = Path(__file__).parent
 LEDGER = HERE / "reproduce_ml1m.json"
 TABLE = HERE / "reproduce_ml1m.md"
+USERS = HERE / "reproduce_ml1m_users"  # each ledger run's test figures per user (npz), for paired comparisons
 
 
 def trial(preset: str, protocol: str, negatives_per: str, epochs: float, seed: int = 0,
@@ -172,33 +175,43 @@ def main() -> None:
 
 
 def record_finished_runs(runs: Path) -> dict:
-    """The ledger, with every finished run under `runs` added (re-evaluated once from its checkpoint) and
-    the published-order check of every seed whose three runs are all in the runs folder."""
+    """The ledger, with every finished run under `runs` added (re-evaluated once from its checkpoint,
+    its per-user figures kept under USERS) and the published-order check of every seed whose three
+    runs the ledger holds with their per-user figures."""
     with open(LEDGER.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # several invocations may finish runs at once
         ledger = json.loads(LEDGER.read_text()) if LEDGER.exists() else {"runs": [], "orders": []}
         known = {run_key(r): r for r in ledger["runs"]}
-        orders = {order_key(o): o for o in ledger["orders"]}
-        on_disk, changed = {}, set()  # on_disk: (key under each architecture the run counts for) -> (run, key)
+        changed = set()
         for path in sorted(runs.glob("*-seed*/metrics.jsonl")):
             rows = read_rows(path)
             if rows and rows[-1]["eval_kind"] == "final" and rows[-1]["status"] == "done":
-                cfg = run_config(path.parent)
-                record = run_record(path.parent, cfg, rows[-1], known)
+                record = run_record(path.parent, run_config(path.parent), rows[-1], known)
                 key = run_key(record)
-                for architecture in architectures_of(cfg):
-                    on_disk[(*key[:3], architecture, *key[4:])] = path.parent, key
                 changed |= {key} if known.get(key) != record else set()
                 known[key] = record
-        for _, protocol, negatives_per, architecture, ties, seed in list(on_disk):
-            setting = (protocol, negatives_per, architecture, ties, seed)
-            found = [on_disk.get((preset, *setting[:-1], seed)) for preset in PUBLISHED]
-            if all(found) and (setting not in orders or any(key in changed for _, key in found)):
-                per_user = [per_user_test_metrics(run, protocol) for run, _ in found]
-                orders[setting] = order_record([known[key] for _, key in found], per_user, architecture)
+        orders = {order_key(o): o for o in ledger["orders"]}
+        orders.update(order_records(list(known.values()), changed, set(orders)))
         ledger = {"runs": sorted(known.values(), key=table_order), "orders": sorted(orders.values(), key=order_key)}
         atomic_write(LEDGER, lambda h: h.write((json.dumps(ledger, indent=1) + "\n").encode()))
     return ledger
+
+
+def order_records(records: list[dict], changed: set[tuple], checked: set[tuple]) -> dict[tuple, dict]:
+    """The order check of every setting and seed (a run counts under each architecture that builds its
+    model alike) whose three runs have per-user figures, where it is new or one of its runs `changed`."""
+    by_setting: dict[tuple, dict[str, dict]] = {}
+    for record in records:
+        if users_file(record).exists():
+            for architecture in alike(record["preset"].split("-")[0], record["architecture"]):
+                setting = (record["protocol"], record["negatives_per"], architecture, record["ties"], record["seed"])
+                by_setting.setdefault(setting, {})[record["preset"]] = record
+    found = {}
+    for setting, by_preset in by_setting.items():
+        three = [by_preset.get(preset) for preset in PUBLISHED]
+        if all(three) and (setting not in checked or any(run_key(r) in changed for r in three)):
+            found[setting] = order_record(three, [read_users(r) for r in three], setting[2])
+    return found
 
 
 def run_key(record: dict) -> tuple:
@@ -228,9 +241,29 @@ def architectures_of(cfg: TrialConfig) -> list[str]:
     return names
 
 
+def alike(family: str, architecture: str) -> list[str]:
+    """The architectures that build `family` as `architecture` does (SASRec: both paper ones)."""
+    overrides = ARCHITECTURES[architecture][family]
+    return [name for name, by_family in ARCHITECTURES.items() if by_family[family] == overrides]
+
+
+def users_file(record: dict) -> Path:
+    return USERS / f"{run_name(*(record[f] for f in ('preset', 'protocol', *SETTING, 'seed')))}.npz"
+
+
+def write_users(record: dict, per_user: dict[str, np.ndarray]) -> None:
+    atomic_write(users_file(record), lambda h: np.savez_compressed(h, **{m: per_user[m] for m in METRICS}))
+
+
+def read_users(record: dict) -> dict[str, np.ndarray]:
+    with np.load(users_file(record)) as figures:
+        return {m: figures[m] for m in METRICS}
+
+
 def run_record(run: Path, cfg: TrialConfig, final: dict, known: dict) -> dict:
     """A finished run's figures as the ledger keeps them: means from metrics.jsonl, checked against a
-    re-evaluation from the checkpoint, with their standard errors over the test users."""
+    re-evaluation from the checkpoint, with their standard errors over the test users; the per-user
+    figures go to USERS, so that runs compare pairwise after their folders are gone."""
     protocol = {v: k for k, v in SPLITS.items()}[cfg.split]
     preset = f"{cfg.family}-{cfg.size}"
     architecture = architectures_of(cfg)[0]
@@ -239,21 +272,27 @@ def run_record(run: Path, cfg: TrialConfig, final: dict, known: dict) -> dict:
     prefix = "test_last/" if protocol == "paper" else "test/"
     means = {m: final[prefix + m] for m in METRICS}
     key = (preset, protocol, cfg.negatives_per, architecture, ties, cfg.seed)
-    if key in known and known[key]["metrics"] == means:
+    if key in known and known[key]["metrics"] == means and users_file(known[key]).exists():
         return known[key]  # recorded from this very run before
     per_user = per_user_test_metrics(run, protocol)
     for m in METRICS:
         if abs(per_user[m].mean() - means[m]) > 1e-6:
             raise GrscaleError(f"{run}: re-evaluating {CHECKPOINT} gives {m} {per_user[m].mean():.6f}, "
                                f"metrics.jsonl says {means[m]:.6f}")
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    order = json.loads((Path(cfg.data_dir) / "order.json").read_text()) if pandas_sorted else {}
-    return {"preset": preset, "protocol": protocol, "negatives_per": cfg.negatives_per, "architecture": architecture,
-            "ties": ties, **({"tie_order": order} if order else {}), "seed": cfg.seed,
-            "epochs": round(final["flops"] / trial(preset, protocol, cfg.negatives_per, 1.0).budget, 2),
-            "wall_s": round(final["wall_s"], 1), "metrics": means,
-            "se": {m: standard_error(per_user[m]) for m in METRICS}, "test_users": int(per_user["hr@10"].size),
-            "date": str(date.today()), "git": sha, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    if key in known and known[key]["metrics"] == means:
+        record = known[key]  # recorded from this very run before its per-user figures were kept
+    else:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        order = json.loads((Path(cfg.data_dir) / "order.json").read_text()) if pandas_sorted else {}
+        epochs = final["flops"] / trial(preset, protocol, cfg.negatives_per, 1.0).budget
+        record = {"preset": preset, "protocol": protocol, "negatives_per": cfg.negatives_per,
+                  "architecture": architecture, "ties": ties, **({"tie_order": order} if order else {}),
+                  "seed": cfg.seed, "epochs": round(epochs, 2),
+                  "wall_s": round(final["wall_s"], 1), "metrics": means,
+                  "se": {m: standard_error(per_user[m]) for m in METRICS}, "test_users": int(per_user["hr@10"].size),
+                  "date": str(date.today()), "git": sha, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    write_users(record, per_user)
+    return record
 
 
 def per_user_test_metrics(run: Path, protocol: str) -> dict[str, np.ndarray]:

@@ -113,3 +113,42 @@ def test_table_lists_pandas_sort_runs_and_their_order(tmp_path, monkeypatch, cap
     assert "| pandas-sort | 100 | 1 | 0.3000 (0.3097, -3.1%) | 0.1700 (0.1720, -1.2%) |" in hstu_row
     assert "ties as the paper's pandas sort leaves them, 100 epochs each" in table
     assert "seed 0: holds" in table and table.rstrip().endswith(reproduce.NOTES_MARKER)
+
+
+def ledger_record(preset: str, architecture: str, seed: int = 0) -> dict:
+    return {"preset": preset, "protocol": "paper", "negatives_per": "prediction", "architecture": architecture,
+            "ties": "pandas-sort", "seed": seed, "epochs": 100.0}
+
+
+def test_order_pairs_ledger_runs_by_their_kept_per_user_figures(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "USERS", tmp_path / "users")
+    rng = np.random.default_rng(0)
+    sasrec = ledger_record("sasrec-ml1m", "paper")  # SASRec's paper layout counts for paper-attention too
+    hstu, large = ledger_record("hstu-ml1m", "paper-attention"), ledger_record("hstu-large-ml1m", "paper-attention")
+    ndcg = {"sasrec-ml1m": rng.random(50), "hstu-ml1m": rng.random(50), "hstu-large-ml1m": rng.random(50)}
+    for record in (sasrec, hstu, large):
+        reproduce.write_users(record, {m: ndcg[record["preset"]] for m in reproduce.METRICS})
+    found = reproduce.order_records([sasrec, hstu, large], changed=set(), checked=set())
+    assert list(found) == [("paper", "prediction", "paper-attention", "pandas-sort", 0)]  # no paper HSTU runs
+    steps = found[("paper", "prediction", "paper-attention", "pandas-sort", 0)]["steps"]
+    assert [(s["low"], s["high"]) for s in steps] == [("sasrec-ml1m", "hstu-ml1m"), ("hstu-ml1m", "hstu-large-ml1m")]
+    difference = ndcg["hstu-large-ml1m"] - ndcg["hstu-ml1m"]
+    assert steps[1]["difference"] == pytest.approx(difference.mean())
+    assert steps[1]["se"] == pytest.approx(difference.std(ddof=1) / np.sqrt(50))
+    # A check already made is redone only when one of its runs changed.
+    checked = set(found)
+    assert reproduce.order_records([sasrec, hstu, large], changed=set(), checked=checked) == {}
+    assert list(reproduce.order_records([sasrec, hstu, large], {reproduce.run_key(hstu)}, checked)) == list(found)
+
+
+def test_no_order_without_every_runs_per_user_figures(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "USERS", tmp_path / "users")
+    records = [ledger_record(preset, "paper") for preset in reproduce.PUBLISHED]
+    for record in records[:2]:
+        reproduce.write_users(record, dict.fromkeys(reproduce.METRICS, np.ones(10)))
+    assert reproduce.order_records(records, changed=set(), checked=set()) == {}
+    reproduce.write_users(records[2], dict.fromkeys(reproduce.METRICS, np.ones(10)))
+    name = "hstu-large-ml1m-paper-prediction-paper-model-pandas-sort-ties-seed0.npz"
+    assert reproduce.users_file(records[2]).name == name
+    assert list(reproduce.order_records(records, changed=set(), checked=set())) == \
+        [("paper", "prediction", "paper", "pandas-sort", 0)]
