@@ -24,12 +24,12 @@ Run folders PRESET-PROTOCOL-NEGATIVES[-paper-model|-paper-attention|-paper-layou
 [-shuffled-ties|-pandas-sort-ties]-seedS go under --runs
 (benchmarks/runs/ by default, not committed).
 Each finished run is re-evaluated from its checkpoint once and its figures kept in
-benchmarks/reproduce_ml1m.json (committed), its figures per test user in benchmarks/reproduce_ml1m_users/
+benchmarks/reproduce_ml1m.json (committed), and per test user in benchmarks/reproduce_ml1m_users/
 (committed), so a result outlives its run folder and the published order is checked user by user
-over runs from different sessions; the table,
-benchmarks/reproduce_ml1m.md, is written from that ledger: a row per run, the mean over seeds, and the
-published order. --table-only records the finished runs and rewrites the table without training.
-Notes below the table's marker line are kept. Several invocations may share the runs folder and ledger.
+over runs from different sessions; the table, benchmarks/reproduce_ml1m.md, is written from that
+ledger: a row per run, the mean over seeds, and the published order. --table-only records the
+finished runs and rewrites the table without training. Notes below the table's marker line are
+kept. Several invocations may share the runs folder and ledger.
 """
 from __future__ import annotations
 
@@ -203,7 +203,8 @@ def order_records(records: list[dict], changed: set[tuple], checked: set[tuple])
     by_setting: dict[tuple, dict[str, dict]] = {}
     for record in records:
         if users_file(record).exists():
-            for architecture in alike(record["preset"].split("-")[0], record["architecture"]):
+            family = record["preset"].split("-")[0]
+            for architecture in architectures_of(family, ARCHITECTURES[record["architecture"]][family]):
                 setting = (record["protocol"], record["negatives_per"], architecture, record["ties"], record["seed"])
                 by_setting.setdefault(setting, {})[record["preset"]] = record
     found = {}
@@ -232,19 +233,13 @@ def run_config(run: Path) -> TrialConfig:
     return TrialConfig.from_dict(torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["config"])
 
 
-def architectures_of(cfg: TrialConfig) -> list[str]:
-    """The architectures whose models a run was trained as (first: the one it is filed under)."""
-    names = [name for name, by_family in ARCHITECTURES.items() if by_family[cfg.family] == cfg.model_overrides]
+def architectures_of(family: str, overrides: dict) -> list[str]:
+    """The architectures that build `family` with these model overrides (first: the one a run of
+    them is filed under; SASRec's original layout is both paper ones)."""
+    names = [name for name, by_family in ARCHITECTURES.items() if by_family[family] == overrides]
     if not names:
-        raise GrscaleError(f"model overrides {cfg.model_overrides} match no architecture "
-                           f"({', '.join(ARCHITECTURES)})")
+        raise GrscaleError(f"model overrides {overrides} match no architecture ({', '.join(ARCHITECTURES)})")
     return names
-
-
-def alike(family: str, architecture: str) -> list[str]:
-    """The architectures that build `family` as `architecture` does (SASRec: both paper ones)."""
-    overrides = ARCHITECTURES[architecture][family]
-    return [name for name, by_family in ARCHITECTURES.items() if by_family[family] == overrides]
 
 
 def users_file(record: dict) -> Path:
@@ -266,22 +261,22 @@ def run_record(run: Path, cfg: TrialConfig, final: dict, known: dict) -> dict:
     figures go to USERS, so that runs compare pairwise after their folders are gone."""
     protocol = {v: k for k, v in SPLITS.items()}[cfg.split]
     preset = f"{cfg.family}-{cfg.size}"
-    architecture = architectures_of(cfg)[0]
+    architecture = architectures_of(cfg.family, cfg.model_overrides)[0]
     pandas_sorted = cfg.data_dir is not None and Path(cfg.data_dir).name == PANDAS_SORTED
     ties = "pandas-sort" if pandas_sorted else cfg.ties
     prefix = "test_last/" if protocol == "paper" else "test/"
     means = {m: final[prefix + m] for m in METRICS}
     key = (preset, protocol, cfg.negatives_per, architecture, ties, cfg.seed)
-    if key in known and known[key]["metrics"] == means and users_file(known[key]).exists():
-        return known[key]  # recorded from this very run before
+    recorded = known[key] if key in known and known[key]["metrics"] == means else None  # from this very run
+    if recorded and users_file(recorded).exists():
+        return recorded
     per_user = per_user_test_metrics(run, protocol)
     for m in METRICS:
         if abs(per_user[m].mean() - means[m]) > 1e-6:
             raise GrscaleError(f"{run}: re-evaluating {CHECKPOINT} gives {m} {per_user[m].mean():.6f}, "
                                f"metrics.jsonl says {means[m]:.6f}")
-    if key in known and known[key]["metrics"] == means:
-        record = known[key]  # recorded from this very run before its per-user figures were kept
-    else:
+    record = recorded  # where recorded before its per-user figures were kept
+    if record is None:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         order = json.loads((Path(cfg.data_dir) / "order.json").read_text()) if pandas_sorted else {}
         epochs = final["flops"] / trial(preset, protocol, cfg.negatives_per, 1.0).budget
