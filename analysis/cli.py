@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from analysis.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES
+from scaling.schema import SELECT_ON
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", help="metric column (default: test/nll for retrieval, test/ne for ranking)")
+    direction = parser.add_mutually_exclusive_group()
+    for higher in (False, True):
+        name = "higher" if higher else "lower"
+        direction.add_argument(f"--{name}-is-better", dest="higher_is_better", action="store_const", const=higher,
+                               help=f"the metric is {name}-is-better: needed for a metric grscale does not know")
+    parser.add_argument("--select-on", choices=SELECT_ON,
+                        help="what chooses each cell's setting and the best size per budget (default: the table's "
+                             "select_on, else validation); test selects on the fitted metric, and the report says so")
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES,
                         help=f"bootstrap resamples (default {DEFAULT_RESAMPLES})")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -45,8 +54,9 @@ def _analyze(path: Path, args: argparse.Namespace, families: list[str] | None = 
     from analysis.results import load_results
     from analysis.study import analyze
 
-    return analyze(load_results(path), metric=args.metric, families=families, n_resamples=args.bootstrap,
-                   level=DEFAULT_LEVEL, seed=args.seed)
+    return analyze(load_results(path), metric=args.metric, higher_is_better=args.higher_is_better,
+                   select_on=args.select_on, families=families, n_resamples=args.bootstrap, level=DEFAULT_LEVEL,
+                   seed=args.seed)
 
 
 def _require_some_fit(result) -> None:
@@ -57,18 +67,25 @@ def _require_some_fit(result) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    from analysis.files import write_text
     from analysis.report import fmt
     from analysis.study import to_dict
-    from analysis.tables import parameter_table, selection_table
+    from analysis.tables import best_size_table, parameter_table, selection_table, setting_table
 
     result = _analyze(args.results, args, args.family)
     _require_some_fit(result)
     out_dir = args.out or (args.results if args.results.is_dir() else args.results.parent)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "fits.json").write_text(json.dumps(to_dict(result), indent=2) + "\n")
+    write_text(out_dir / "fits.json", json.dumps(to_dict(result), indent=2) + "\n")
     pct = round(100 * result.level)
+    selection = result.selection
     print(f"metric: {result.metric.name}; fitted: {result.metric.fitted}; "
           f"intervals: {pct}% bootstrap, {result.n_resamples} resamples")
+    print(f"selected on: {selection.column} ({selection.select_on} {selection.source})")
+    for table in (setting_table(result), best_size_table(result)):
+        if not table.empty:
+            print()
+            print(table.to_string(index=False, float_format=fmt))
+    print()
     params = parameter_table(result).rename(columns={"low": f"{pct}% low", "high": f"{pct}% high"})
     print(params.to_string(index=False, formatters={c: fmt for c in params.columns[3:]}))
     print()
@@ -86,30 +103,32 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def report_sweep(sweep_dir: Path, *, metric: str | None = None, n_resamples: int = DEFAULT_RESAMPLES,
-                 seed: int = 0, wandb: bool = True, wandb_project: str = "grscale", out_dir: Path | None = None):
+def report_sweep(sweep_dir: Path, *, metric: str | None = None, higher_is_better: bool | None = None,
+                 select_on: str | None = None, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, wandb: bool = True,
+                 wandb_project: str = "grscale", out_dir: Path | None = None):
     """Fit everything the sweep's results support, write the report, fits.json and trials.csv to
     out_dir (default sweep_dir/report/) and (optionally) log it to W&B. Returns (StudyResult, report folder)."""
-    import shutil
-
+    from analysis.files import copy_file, write_text
     from analysis.report import report_tables, write_report
     from analysis.results import load_results, results_path
     from analysis.study import analyze, to_dict
 
     source = results_path(sweep_dir)
     frame = load_results(source)
-    result = analyze(frame, metric=metric, n_resamples=n_resamples, level=DEFAULT_LEVEL, seed=seed)
+    result = analyze(frame, metric=metric, higher_is_better=higher_is_better, select_on=select_on,
+                     n_resamples=n_resamples, level=DEFAULT_LEVEL, seed=seed)
     _require_some_fit(result)
     sweep_dir = source.parent
     out_dir = out_dir or sweep_dir / "report"
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = write_report(result, out_dir)
-    (out_dir / "fits.json").write_text(json.dumps(to_dict(result), indent=2) + "\n")
     final = frame[frame["eval_kind"].eq("final")].dropna(axis=1, how="all")
-    final.sort_values(["family", "size", "budget", "seed"]).to_csv(out_dir / "trials.csv", index=False)
-    paths |= {"fits.json": out_dir / "fits.json", "trials.csv": out_dir / "trials.csv"}
+    paths |= {
+        "fits.json": write_text(out_dir / "fits.json", json.dumps(to_dict(result), indent=2) + "\n"),
+        "trials.csv": write_text(out_dir / "trials.csv",
+                                 final.sort_values(["family", "size", "budget", "seed"]).to_csv(index=False)),
+    }
     if not out_dir.resolve().is_relative_to(sweep_dir.resolve()):
-        paths[source.name] = Path(shutil.copy2(source, out_dir / source.name))
+        paths[source.name] = copy_file(source, out_dir / source.name)
     print(f"wrote {out_dir}: " + ", ".join(sorted(paths)))
     if wandb:
         from analysis.wandb_log import log_report
@@ -120,6 +139,7 @@ def report_sweep(sweep_dir: Path, *, metric: str | None = None, n_resamples: int
 
 
 def run_report(args: argparse.Namespace) -> int:
-    report_sweep(args.dir, metric=args.metric, n_resamples=args.bootstrap, seed=args.seed, wandb=args.wandb,
-                 wandb_project=args.wandb_project, out_dir=args.out)
+    report_sweep(args.dir, metric=args.metric, higher_is_better=args.higher_is_better, select_on=args.select_on,
+                 n_resamples=args.bootstrap, seed=args.seed, wandb=args.wandb, wandb_project=args.wandb_project,
+                 out_dir=args.out)
     return 0

@@ -45,6 +45,8 @@ class FamilyFit:
     budgets: np.ndarray
     losses: np.ndarray  # best point per budget, as measured
     best_sizes: tuple[str, ...]
+    best_settings: tuple[str, ...]
+    best_selection: np.ndarray  # the selecting (validation) error that chose each best point
     saturating: SaturatingLaw
     power: PowerLaw
     loglinear: LogLinearLaw
@@ -83,7 +85,8 @@ def check_budgets(points: Points) -> np.ndarray:
 
 
 def fit_family(points: Points, batch: Batch, level: float) -> FamilyFit:
-    """Fit every form to the best point per budget, with bootstrap intervals over runs."""
+    """Fit every form to the best point per budget (chosen on the selecting error in every data
+    set), with bootstrap intervals over runs."""
     check_budgets(points)
     budgets, values, weights, chosen = best_per_budget(points, batch)
     log_c, log_q = np.log(budgets), np.log(values)
@@ -102,6 +105,8 @@ def fit_family(points: Points, batch: Batch, level: float) -> FamilyFit:
         budgets=budgets,
         losses=values[0],
         best_sizes=tuple(str(points.size[i]) for i in chosen[0]),
+        best_settings=tuple(str(points.setting[i]) for i in chosen[0]),
+        best_selection=batch.selection[0, chosen[0]],
         saturating=law_from_row("saturating", params["saturating"][0]),
         power=law_from_row("power", params["power"][0]),
         loglinear=law_from_row("loglinear", params["loglinear"][0]),

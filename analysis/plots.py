@@ -6,12 +6,14 @@ touched and no display backend is needed.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from analysis.family import prediction_band
+from analysis.files import write_file
 from analysis.powerlaw import FORMS, predict_log
 from analysis.study import StudyResult
 
@@ -37,9 +39,8 @@ def save_figures(figures: dict[str, Figure], out_dir: Path) -> dict[str, dict[st
     for stem, fig in figures.items():
         paths[stem] = {}
         for ext in ("png", "svg"):
-            path = out_dir / f"{stem}.{ext}"
-            fig.savefig(path, dpi=110, bbox_inches="tight")
-            paths[stem][ext] = path
+            draw = partial(fig.savefig, format=ext, dpi=110, bbox_inches="tight")  # draw(handle)
+            paths[stem][ext] = write_file(out_dir / f"{stem}.{ext}", draw)
     return paths
 
 

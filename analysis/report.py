@@ -16,6 +16,8 @@ from analysis import tables
 from analysis.bootstrap import Interval
 from analysis.compare import Multiplier
 from analysis.family import FamilyFit
+from analysis.files import write_text
+from analysis.selection import EDGE_NOTE
 from analysis.study import StudyResult
 
 # Beyond this relative error at the held-out budget, the report warns against extrapolating.
@@ -39,6 +41,8 @@ def ci(value: float, interval: Interval) -> str:
 def report_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
     """The tables the report shows (and W&B receives), by name."""
     return {
+        "best_size_per_budget": tables.best_size_table(result),
+        "setting_selection": tables.setting_table(result),
         "parameters": tables.parameter_table(result),
         "model_selection": tables.selection_table(result),
         "isoflop": tables.isoflop_table(result),
@@ -56,14 +60,22 @@ def build_blocks(result: StudyResult, figure_stems: list[str]) -> list[Block]:
         if metric.higher_is_better else f"`{metric.name}` is lower-is-better and is fitted as it is"
     )
     excluded = result.excluded()
-    blocks: list[Block] = [
-        ("h1", f"Scaling report: {result.sweep}"),
+    selects = f"`{result.selection.column}`"
+    blocks: list[Block] = [("h1", f"Scaling report: {result.sweep}")]
+    if result.selection.select_on == "test":
+        blocks.append(("p", f"**Selected on test.** select_on is `test` ({result.selection.source}): each cell's "
+                            f"setting and the best size per budget were chosen on {selects}, the metric that is "
+                            "fitted, so the fitted points and laws are biased by the luck of the test set."))
+    blocks += [
         ("p", f"Quality metric: {target}. Each trial's quality is its final row (test metrics at the best "
-              f"validation point); per family, the fits use the best (size, budget) point at each budget, seeds averaged. "
-              f"Intervals are {pct} percentile bootstrap intervals over runs ({result.n_resamples} resamples, seed "
-              f"{result.seed}); they include run-to-run noise only, not choices held fixed across the sweep."),
-        ("p", f"{len(result.trials)} trials; {len(excluded)} left out of the fits (diverged, failed or unfinished; "
-              "listed with their reasons in the trials table)."),
+              f"validation point). Per (family, size, budget), the setting with the best {selects} (mean over its "
+              f"seeds) is kept and its seeds averaged; per budget, the size with the best {selects} enters the laws "
+              f"(selection on {result.selection.select_on} {result.selection.source}). Intervals are {pct} "
+              f"percentile bootstrap intervals over runs ({result.n_resamples} resamples, seed {result.seed}); they "
+              "include run-to-run noise and the choice of size per budget, redone in every resample, but not the "
+              "choice of setting nor choices held fixed across the sweep."),
+        ("p", f"{len(result.trials)} trials; {len(excluded)} left out of the fits as diverged, failed or unfinished"
+              f"{_not_chosen(result)}; each listed with its reason in the trials table."),
         ("h2", "What the data supports"),
         ("ul", _supported(result, pct)),
         ("h2", "What it does not support"),
@@ -75,6 +87,13 @@ def build_blocks(result: StudyResult, figure_stems: list[str]) -> list[Block]:
         if not frame.empty:
             blocks += [("h2", name.replace("_", " ").capitalize()), ("table", frame)]
     return blocks
+
+
+def _not_chosen(result: StudyResult) -> str:
+    if not result.settings:
+        return ""
+    passed = int((result.trials["usable"] & ~result.trials["chosen"]).sum())
+    return f", {passed} as runs of a setting not chosen in its cell"
 
 
 def _family_line(family: str, fit: FamilyFit) -> str:
@@ -130,6 +149,8 @@ def multiplier_sentence(a: str, b: str, top: Multiplier, pct: str) -> str:
 
 def _unsupported(result: StudyResult) -> list[str]:
     items = [f"{r.family} {r.analysis}: not fitted: {r.message}." for r in result.refusals]
+    items += [f"{c.family} {c.size} at C = {fmt(c.budget)}: the chosen {c.chosen} is {EDGE_NOTE}."
+              for c in result.settings if c.at_edge]
     for family, fit in sorted(result.fits.items()):
         ex = fit.extrapolation
         if ex is None:
@@ -207,9 +228,8 @@ def write_report(result: StudyResult, out_dir: Path) -> dict[str, Path]:
 
     figure_paths = save_figures(all_figures(result), out_dir)
     blocks = build_blocks(result, list(figure_paths))
-    (out_dir / "report.md").write_text(render_markdown(blocks))
-    (out_dir / "report.html").write_text(render_html(blocks, out_dir))
-    paths = {"report.md": out_dir / "report.md", "report.html": out_dir / "report.html"}
+    paths = {"report.md": write_text(out_dir / "report.md", render_markdown(blocks)),
+             "report.html": write_text(out_dir / "report.html", render_html(blocks, out_dir))}
     for stem, by_ext in figure_paths.items():
         for ext, path in by_ext.items():
             paths[f"{stem}.{ext}"] = path

@@ -1,5 +1,6 @@
-"""A whole sweep's analysis: every family's fits, the IsoFLOP analyses and the comparison,
-with each analysis that cannot be made recorded as a refusal instead of a curve."""
+"""A whole sweep's analysis: the settings chosen on validation, every family's fits, the IsoFLOP
+analyses and the comparison, with each analysis that cannot be made recorded as a refusal instead
+of a curve."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,6 +16,7 @@ from analysis.compare import Comparison, compare, default_pair
 from analysis.family import FamilyFit, fit_family
 from analysis.isoflop import IsoflopFit, ParametricFit, fit_isoflop, fit_parametric
 from analysis.results import Metric, choose_metric, trial_table
+from analysis.selection import CellChoice, SelectionPolicy, choose_settings, selection_policy
 from scaling.errors import GrscaleError
 
 
@@ -34,6 +36,8 @@ class StudyResult:
     level: float
     n_resamples: int
     seed: int
+    selection: SelectionPolicy
+    settings: tuple[CellChoice, ...]  # the cells that had several settings, and the one chosen in each
     fits: dict[str, FamilyFit]
     isoflop: dict[str, IsoflopFit]
     parametric: dict[str, ParametricFit]
@@ -50,21 +54,30 @@ def analyze(
     frame: pd.DataFrame,
     *,
     metric: str | None = None,
+    higher_is_better: bool | None = None,
+    select_on: str | None = None,
     families: list[str] | None = None,
     n_resamples: int = DEFAULT_RESAMPLES,
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
 ) -> StudyResult:
-    """Fit everything the results table supports; refusals are collected, not raised."""
+    """Fit everything the results table supports; refusals are collected, not raised.
+
+    `higher_is_better` states the direction of a metric the schema does not know; `select_on`
+    ("validation" | "test") overrides the table's own. A table that cannot be selected on as asked
+    is refused (GrscaleError).
+    """
     if n_resamples < 1:
         raise GrscaleError(f"--bootstrap must be at least 1, got {n_resamples}")
-    chosen = choose_metric(frame, metric)
+    chosen = choose_metric(frame, metric, higher_is_better)
     trials = trial_table(frame, chosen)
     present = sorted(trials["family"].unique())
     families = families or present
     unknown = [f for f in families if f not in present]
     if unknown:
         raise GrscaleError(f"family {', '.join(unknown)} not in the table; it has {', '.join(present)}")
+    policy = selection_policy(trials[trials["family"].isin(families)], chosen, select_on)
+    trials, settings = choose_settings(trials, chosen, policy)
     fits, isoflop, parametric, refusals = {}, {}, {}, []
     for family in families:
         # One generator per family, so a family's intervals do not depend on which others run.
@@ -94,9 +107,9 @@ def analyze(
             comparison = compare(fits[pair[0]], fits[pair[1]], level)
     sweeps = sorted(trials["sweep"].astype(str).unique())
     return StudyResult(
-        sweep=",".join(sweeps), metric=chosen, level=level, n_resamples=n_resamples, seed=seed,
-        fits=fits, isoflop=isoflop, parametric=parametric, comparison=comparison,
-        refusals=tuple(refusals), trials=trials,
+        sweep=",".join(sweeps), metric=chosen, level=level, n_resamples=n_resamples, seed=seed, selection=policy,
+        settings=tuple(c for c in settings if c.family in families), fits=fits, isoflop=isoflop,
+        parametric=parametric, comparison=comparison, refusals=tuple(refusals), trials=trials,
     )
 
 

@@ -8,6 +8,8 @@ import pandas as pd
 from analysis.bootstrap import Interval
 from analysis.family import PARAM_NAMES
 from analysis.powerlaw import FORMS
+from analysis.results import ONE_SETTING
+from analysis.selection import EDGE_NOTE
 from analysis.study import StudyResult
 
 LAW_TEXT = {
@@ -15,6 +17,38 @@ LAW_TEXT = {
     "power": "Q = A C^-alpha",
     "loglinear": "Q = a + b ln C",
 }
+
+
+def best_size_table(result: StudyResult) -> pd.DataFrame:
+    """Per family and budget, the point the laws are fitted to: its size and setting, the selecting
+    value that chose it (validation, unless the study selects on test) and its test value."""
+    metric, column = result.metric, result.selection.column
+    selects, fitted = f"{column} (selects)", f"{metric.name} (fitted)"
+    rows = [
+        {"family": family, "budget": budget, "size": size, "setting": setting, selects: metric.error(chose),
+         fitted: metric.error(loss)}
+        for family, fit in sorted(result.fits.items())
+        for budget, size, setting, chose, loss in zip(fit.budgets, fit.best_sizes, fit.best_settings,
+                                                      fit.best_selection, fit.losses)
+    ]
+    frame = pd.DataFrame(rows, columns=["family", "budget", "size", "setting", selects, fitted])
+    # A study with one setting per cell has nothing to say in that column.
+    return frame.drop(columns="setting") if frame["setting"].eq(ONE_SETTING).all() else frame
+
+
+def setting_table(result: StudyResult) -> pd.DataFrame:
+    """Per (family, size, budget) cell that had several settings: the one chosen, the runner-up and
+    how much worse the runner-up is on the selecting metric (mean over seeds)."""
+    column = result.selection.column
+    chosen, runner_up = f"chosen {column}", f"runner-up {column}"
+    rows = [
+        {"family": c.family, "size": c.size, "budget": c.budget, "settings": c.settings, "chosen": c.chosen,
+         "seeds": c.seeds, chosen: c.chosen_value, "runner_up": c.runner_up, runner_up: c.runner_up_value,
+         "gap": c.gap, "note": EDGE_NOTE if c.at_edge else ""}
+        for c in result.settings
+    ]
+    return pd.DataFrame(rows, columns=["family", "size", "budget", "settings", "chosen", "seeds", chosen, "runner_up",
+                                       runner_up, "gap", "note"])
 
 
 def parameter_table(result: StudyResult) -> pd.DataFrame:
@@ -75,9 +109,9 @@ def trials_for_report(result: StudyResult) -> pd.DataFrame:
     """Every trial, with whether it entered the fits and why not."""
     t = result.trials
     return pd.DataFrame({
-        "trial_id": t["trial_id"], "family": t["family"], "size": t["size"], "seed": t["seed"],
-        "budget": t["budget"], "status": t["status"], result.metric.name: t["value"],
-        "used": t["usable"], "reason": t["note"],
+        "trial_id": t["trial_id"], "family": t["family"], "size": t["size"], "setting": t["setting"],
+        "seed": t["seed"], "budget": t["budget"], "status": t["status"], result.metric.validation: t["validation"],
+        result.metric.name: t["value"], "used": t["chosen"], "reason": t["note"],
     })
 
 

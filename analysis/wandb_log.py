@@ -11,7 +11,8 @@ from analysis.study import StudyResult
 
 def summary(result: StudyResult) -> dict[str, float | str | bool]:
     """Headline numbers, flat, for the run summary."""
-    out: dict[str, float | str | bool] = {"metric": result.metric.name, "fitted": result.metric.fitted}
+    out: dict[str, float | str | bool] = {"metric": result.metric.name, "fitted": result.metric.fitted,
+                                          "select_on": result.selection.select_on}
     for family, fit in result.fits.items():
         interval = fit.exponent_interval("saturating")
         out |= {f"{family}/alpha": fit.saturating.alpha, f"{family}/alpha_low": interval.low,

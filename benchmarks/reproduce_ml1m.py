@@ -3,13 +3,14 @@
 Settings (Zhai et al. 2024, ML-1M): max length 200, 128 negatives drawn per prediction,
 temperature 0.05, AdamW lr 1e-3, betas (0.9, 0.98), batch 128, dropout 0.2, constant learning
 rate; `--negatives-per sequence` shares each sequence's negatives instead (grscale's default,
-1.6-1.9x cheaper per step on the CPU, lower quality per FLOP). The models as the paper's code
-builds them (`--architecture paper`, the default): HSTU's time bias measured from the time of the
-predicted interaction, q.k unscaled, and the block's parameters as the paper's (LayerNorms without
-affine parameters, eps 1e-6; no U/V/Q/K bias; its initialisation); SASRec in Kang & McAuley's block
-layout. `paper-attention` is the same with grscale's HSTU parameters (this script's `paper` until
-2026-12-02); `grscale` keeps grscale's defaults (the query's own time, q.k / sqrt(dqk); a pre-norm
-SASRec). A user's equal timestamps in a seeded random order (`--ties shuffle`, the default), which
+1.6-1.9x cheaper per step on the CPU, lower quality per FLOP). The models are the named variants of
+models/presets.py: `--architecture paper` (the default) is the `paper` variant, the models as the
+paper's code builds them (HSTU's time bias measured from the time of the predicted interaction, q.k
+unscaled, and the block's parameters as the paper's: LayerNorms without affine parameters, eps 1e-6;
+no U/V/Q/K bias; its initialisation; SASRec in Kang & McAuley's block layout); `paper-attention` is
+the variant of that name (grscale's HSTU parameters; this script's `paper` until 2026-12-02);
+`grscale` is the `default` variant (the query's own time, q.k / sqrt(dqk); a pre-norm SASRec).
+A budget of N epochs is N times an epoch's training FLOPs as a sweep counts them (sweeps.check). A user's equal timestamps in a seeded random order (`--ties shuffle`, the default), which
 mimics the paper's unstable sort on every machine; in ML-1M's file order (`file`, grscale's
 default), which predicts the next item far better than chance; or exactly as the paper's pandas
 sort leaves them on this machine (`pandas-sort`: ratings.dat rewritten in that row order under
@@ -34,6 +35,7 @@ kept. Several invocations may share the runs folder and ledger.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import json
 import os
@@ -46,21 +48,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.losses import NEGATIVES_PER
-from scaling.config import OptimConfig, TrialConfig
+from models.loss_config import NEGATIVES_PER
+from models.presets import variant_fields
+from scaling.config import TrialConfig
 from scaling.data.cache import atomic_write
 from scaling.data.dataset import load_dataset
 from scaling.data.fetch import find_data_file
-from scaling.data.loader import TrainBatches
 from scaling.data.log import TIES
 from scaling.data.registry import get_spec
 from scaling.data.splits import make_split
 from scaling.errors import GrscaleError
 from scaling.evaluate import evaluate_retrieval
-from scaling.flops import training_flops
 from scaling.metrics import standard_error
 from scaling.reporting import read_rows
 from scaling.train import CHECKPOINT, build_trial_model, train_to_budget
+from sweeps.check import size_cost
 
 PUBLISHED = {  # HR@10, NDCG@10, HR@50, HR@200 from the paper's Table (ML-1M)
     "sasrec-ml1m": (0.2853, 0.1603, 0.5474, 0.7528),
@@ -70,12 +72,9 @@ PUBLISHED = {  # HR@10, NDCG@10, HR@50, HR@200 from the paper's Table (ML-1M)
 METRICS = ("hr@10", "ndcg@10", "hr@50", "hr@200")
 NOTES_MARKER = "## Notes (by hand; the script keeps this section)"
 SPLITS = {"paper": "leave-last-out", "ours": "leave-one-out"}
-# Model overrides per architecture and family; "grscale" is the model configs' defaults. Where two
-# architectures build a family alike (SASRec in both paper ones), a run counts for both.
-PAPER_ATTENTION = {"query_time": "target", "qk_scale": 1.0}
-ARCHITECTURES = {"paper": {"hstu": {**PAPER_ATTENTION, "parameterization": "paper"}, "sasrec": {"layout": "original"}},
-                 "paper-attention": {"hstu": PAPER_ATTENTION, "sasrec": {"layout": "original"}},
-                 "grscale": {"hstu": {}, "sasrec": {}}}
+# The ledger's architecture names and the model variants (models/presets.py) they are. Where two
+# variants build a family alike (SASRec in both paper ones), a run counts for both.
+ARCHITECTURES = {"paper": "paper", "paper-attention": "paper-attention", "grscale": "default"}
 RUN_SUFFIX = {"paper": {"hstu": "-paper-model", "sasrec": "-paper-layout"},  # run folder name, per family
               "paper-attention": {"hstu": "-paper-attention", "sasrec": "-paper-layout"},
               "grscale": {"hstu": "", "sasrec": ""}}
@@ -94,22 +93,21 @@ def trial(preset: str, protocol: str, negatives_per: str, epochs: float, seed: i
     """The paper's settings for `preset`, with a budget of `epochs` passes over the training split
     (`runs`: where the pandas-sorted copy of ML-1M goes, for ties "pandas-sort")."""
     family, size = preset.split("-", 1)
-    data_dir = None
-    if ties == "pandas-sort":
-        data_dir, ties = str(pandas_sorted_ml1m(runs).resolve()), "file"
-    overrides = ARCHITECTURES[architecture][family]
-    base = TrialConfig(
-        family=family, size=size, dataset="ml-1m", split=SPLITS[protocol], budget=1.0, max_seq_len=200,
-        batch_size=128, num_negatives=128, negatives_per=negatives_per, temperature=0.05, dropout=0.2, num_evals=10,
-        first_eval_fraction=0.05, select_metric="ndcg@10", progress=True, seed=seed, model_overrides=overrides,
-        ties=ties, data_dir=data_dir,
-        optim=OptimConfig(lr=1e-3, betas=(0.9, 0.98), schedule="constant", warmup_fraction=0.0, grad_clip=0.0),
-    )
-    split = make_split(load_dataset("ml-1m"), base.split)
-    model = build_trial_model(base, split)
-    batches = TrainBatches(split.train, base.batch_size, base.max_seq_len, 0)  # an epoch's FLOPs: any order
-    epoch_flops = sum(training_flops(model.config, "retrieval", b.lengths()).useful for b in batches.epoch(0))
-    return TrialConfig.from_dict({**base.to_dict(), "budget": epochs * epoch_flops})
+    data = {"dataset": "ml-1m", "split": SPLITS[protocol], "max_seq_len": 200, "ties": ties}
+    runtime = {"progress": True}
+    if ties == "pandas-sort":  # ML-1M's rows reordered: not the official file, knowingly
+        data |= {"ties": "file", "allow_modified": True}
+        runtime["data_dir"] = str(pandas_sorted_ml1m(runs).resolve())
+    base = TrialConfig.from_dict({
+        "model": {"family": family, "size": size, "variant": ARCHITECTURES[architecture], "dropout": 0.2,
+                  "loss": {"num_negatives": 128, "negatives_per": negatives_per, "temperature": 0.05}},
+        "budget": 1.0, "seed": seed, "data": data, "runtime": runtime,
+        "optim": {"lr": 1e-3, "betas": [0.9, 0.98], "schedule": "constant", "warmup_fraction": 0.0, "grad_clip": 0.0,
+                  "batch_size": 128},
+        "eval": {"num_evals": 10, "first_eval_fraction": 0.05, "select_metric": "ndcg@10"},
+    })
+    split = make_split(load_dataset("ml-1m"), base.data.split)  # an epoch's FLOPs: any tie order
+    return dataclasses.replace(base, budget=epochs * size_cost(base, split).epoch)
 
 
 def pandas_sorted_ml1m(runs: Path) -> Path:
@@ -204,7 +202,8 @@ def order_records(records: list[dict], changed: set[tuple], checked: set[tuple])
     for record in records:
         if users_file(record).exists():
             family = record["preset"].split("-")[0]
-            for architecture in architectures_of(family, ARCHITECTURES[record["architecture"]][family]):
+            built = variant_fields(family, ARCHITECTURES[record["architecture"]])
+            for architecture in (a for a, v in ARCHITECTURES.items() if variant_fields(family, v) == built):
                 setting = (record["protocol"], record["negatives_per"], architecture, record["ties"], record["seed"])
                 by_setting.setdefault(setting, {})[record["preset"]] = record
     found = {}
@@ -233,12 +232,15 @@ def run_config(run: Path) -> TrialConfig:
     return TrialConfig.from_dict(torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["config"])
 
 
-def architectures_of(family: str, overrides: dict) -> list[str]:
-    """The architectures that build `family` with these model overrides (first: the one a run of
-    them is filed under; SASRec's original layout is both paper ones)."""
-    names = [name for name, by_family in ARCHITECTURES.items() if by_family[family] == overrides]
+def architectures_of(cfg: TrialConfig) -> list[str]:
+    """The architectures that build the run's model alike (first: the one it is filed under; SASRec's
+    original layout is both paper ones). A run with model overrides beside its variant is none."""
+    family = cfg.model.family
+    built = {**variant_fields(family, cfg.model.variant), **cfg.model.overrides}
+    names = [name for name, variant in ARCHITECTURES.items() if variant_fields(family, variant) == built]
     if not names:
-        raise GrscaleError(f"model overrides {overrides} match no architecture ({', '.join(ARCHITECTURES)})")
+        raise GrscaleError(f"variant {cfg.model.variant!r} with overrides {cfg.model.overrides} matches no "
+                           f"architecture ({', '.join(ARCHITECTURES)})")
     return names
 
 
@@ -259,14 +261,16 @@ def run_record(run: Path, cfg: TrialConfig, final: dict, known: dict) -> dict:
     """A finished run's figures as the ledger keeps them: means from metrics.jsonl, checked against a
     re-evaluation from the checkpoint, with their standard errors over the test users; the per-user
     figures go to USERS, so that runs compare pairwise after their folders are gone."""
-    protocol = {v: k for k, v in SPLITS.items()}[cfg.split]
-    preset = f"{cfg.family}-{cfg.size}"
-    architecture = architectures_of(cfg.family, cfg.model_overrides)[0]
-    pandas_sorted = cfg.data_dir is not None and Path(cfg.data_dir).name == PANDAS_SORTED
-    ties = "pandas-sort" if pandas_sorted else cfg.ties
+    protocol = {v: k for k, v in SPLITS.items()}[cfg.data.split]
+    preset = cfg.model.preset
+    architecture = architectures_of(cfg)[0]
+    data_dir = cfg.runtime.data_dir
+    pandas_sorted = data_dir is not None and Path(data_dir).name == PANDAS_SORTED
+    ties = "pandas-sort" if pandas_sorted else cfg.data.ties
     prefix = "test_last/" if protocol == "paper" else "test/"
     means = {m: final[prefix + m] for m in METRICS}
-    key = (preset, protocol, cfg.negatives_per, architecture, ties, cfg.seed)
+    negatives_per = cfg.model.loss.negatives_per
+    key = (preset, protocol, negatives_per, architecture, ties, cfg.seed)
     recorded = known[key] if key in known and known[key]["metrics"] == means else None  # from this very run
     if recorded and users_file(recorded).exists():
         return recorded
@@ -278,9 +282,9 @@ def run_record(run: Path, cfg: TrialConfig, final: dict, known: dict) -> dict:
     record = recorded  # where recorded before its per-user figures were kept
     if record is None:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        order = json.loads((Path(cfg.data_dir) / "order.json").read_text()) if pandas_sorted else {}
-        epochs = final["flops"] / trial(preset, protocol, cfg.negatives_per, 1.0).budget
-        record = {"preset": preset, "protocol": protocol, "negatives_per": cfg.negatives_per,
+        order = json.loads((Path(data_dir) / "order.json").read_text()) if pandas_sorted else {}
+        epochs = final["flops"] / trial(preset, protocol, negatives_per, 1.0).budget
+        record = {"preset": preset, "protocol": protocol, "negatives_per": negatives_per,
                   "architecture": architecture, "ties": ties, **({"tie_order": order} if order else {}),
                   "seed": cfg.seed, "epochs": round(epochs, 2),
                   "wall_s": round(final["wall_s"], 1), "metrics": means,
@@ -295,8 +299,9 @@ def per_user_test_metrics(run: Path, protocol: str) -> dict[str, np.ndarray]:
     the paper's protocol, the best-validation model under ours (the models its figures come from)."""
     payload = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
     cfg = TrialConfig.from_dict(payload["config"])
-    data_dir = Path(cfg.data_dir) if cfg.data_dir else None
-    split = make_split(load_dataset(cfg.dataset, data_dir, ties=cfg.ties), cfg.split)
+    data_dir = Path(cfg.runtime.data_dir) if cfg.runtime.data_dir else None
+    log = load_dataset(cfg.data.dataset, data_dir, ties=cfg.data.ties, allow_modified=cfg.data.allow_modified)
+    split = make_split(log, cfg.data.split)
     model = build_trial_model(cfg, split)
     model.load_state_dict(payload["model" if protocol == "paper" else "best_model"])
     return evaluate_retrieval(model, split.test, cfg, torch.device("cpu")).per_example()

@@ -33,12 +33,12 @@ CONCURRENCY = 2
 SHARED = {"families": {"hstu": ["xs"]}, "resources": {"cpus": 1}, "max_concurrent_trials": CONCURRENCY}
 TINY = {**SHARED, "synthetic": {"num_users": 120, "num_items": 60, "mean_seq_len": 10, "seed": 1},
         "budgets": [1e8, 2e8, 3e8], "seeds": [0, 1, 2, 3],
-        "trial": {"max_seq_len": 16, "batch_size": 32, "num_negatives": 16}}
+        "trial": {"data": {"max_seq_len": 16}, "optim": {"batch_size": 32}, "model": {"loss": {"num_negatives": 16}}}}
 # "Small" = the demo's trials: 10-20 s each on an idle 2-core CPU (the ~9 s start-up of a sweep
 # process is paid once, so much shorter trials measure start-up, which the tiny sweeps already do).
 SMALL = {**SHARED, "synthetic": {"num_users": 1000, "num_items": 500, "mean_seq_len": 20, "seed": 0},
          "budgets": [6e10, 9e10, 1.2e11], "seeds": [0, 1, 2, 3],
-         "trial": {"max_seq_len": 32, "batch_size": 64, "num_negatives": 32}}
+         "trial": {"data": {"max_seq_len": 32}, "optim": {"batch_size": 64}, "model": {"loss": {"num_negatives": 32}}}}
 
 
 @dataclass(frozen=True, kw_only=True)

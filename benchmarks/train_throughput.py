@@ -44,12 +44,12 @@ def matmul_rate(n: int = 1024, repeats: int = 20) -> float:
 
 
 def measure(family: str, size: str, task: str, negatives_per: str, split, steps: int) -> dict:
-    cfg = TrialConfig(family=family, size=size, task=task, dataset="ml-1m", budget=1e18, progress=False,
-                      negatives_per=negatives_per)
+    cfg = TrialConfig.from_dict({"model": {"family": family, "size": size, "loss": {"negatives_per": negatives_per}},
+                                 "task": task, "data": {"dataset": "ml-1m"}, "budget": 1e18})
     torch.manual_seed(0)
     model = build_trial_model(cfg, split)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98))
-    batches = TrainBatches(split.train, cfg.batch_size, cfg.max_seq_len, seed=0)
+    batches = TrainBatches(split.train, cfg.optim.batch_size, cfg.data.max_seq_len, seed=0)
     generator = torch.Generator().manual_seed(0)
     tokens = useful = executed = 0.0
     elapsed = 0.0
@@ -67,7 +67,7 @@ def measure(family: str, size: str, task: str, negatives_per: str, split, steps:
             tokens += batch.num_tokens
             useful += count.useful
             executed += count.executed
-    epoch_tokens = sum(min(int(n), cfg.max_seq_len) for n in split.train.lengths() if n >= 2)
+    epoch_tokens = sum(min(int(n), cfg.data.max_seq_len) for n in split.train.lengths() if n >= 2)
     return {"preset": f"{family}-{size}", "task": task, "negatives_per": negatives_per if task == "retrieval" else "-",
             "tokens_per_s": tokens / elapsed,
             "useful_flops_per_s": useful / elapsed, "executed_flops_per_s": executed / elapsed,

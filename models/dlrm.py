@@ -18,7 +18,9 @@ from torch import nn
 
 from models.base import Recommender, check_task
 from models.jagged import positions, prediction_offsets, sequence_ids
-from models.losses import LossConfig, binary_loss, catalog_logits, sample_negatives, sampled_softmax_loss
+from models.losses import (
+    LossConfig, binary_loss, catalog_logits, negative_groups, sample_negatives, sampled_softmax_loss,
+)
 from scaling.data.batch import EvalBatch, JaggedBatch
 
 NUM_DENSE = 2  # log history length, log recency
@@ -150,7 +152,7 @@ class DLRM(Recommender):
         target_ids = batch.item_ids[target]
         if task == "ranking":
             return binary_loss(self.rank(ex, target_ids), batch.labels[target]), int(target.numel())
-        groups = self.config.loss.negative_groups(prediction_offsets(batch.offsets))
+        groups = negative_groups(self.config.loss, prediction_offsets(batch.offsets))
         negative_ids = sample_negatives(self.config.num_items, groups.numel() - 1, self.config.loss.num_negatives,
                                         generator, target_ids.device)
         loss = sampled_softmax_loss(self.user_vectors(ex), self.item_vectors(target_ids),

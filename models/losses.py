@@ -1,38 +1,18 @@
 """Training losses shared by the model families, and their configuration."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 
 from models.jagged import jagged_to_padded, padded_to_jagged, sequence_ids
+from models.loss_config import NEGATIVES_PER, LossConfig  # noqa: F401 - re-exported beside the losses
 
-NEGATIVES_PER = ("sequence", "prediction")
 
-
-@dataclass(frozen=True, kw_only=True)
-class LossConfig:
-    """Sampled softmax for retrieval: logits are cosine / temperature."""
-
-    num_negatives: int = 128
-    temperature: float = 0.05
-    # "sequence": a sequence's predictions share its K negatives (one batched matmul);
-    # "prediction": every prediction draws its own K, as the HSTU paper's code does.
-    negatives_per: str = "sequence"
-
-    def __post_init__(self) -> None:
-        if self.negatives_per not in NEGATIVES_PER:
-            raise ValueError(f"negatives_per must be one of {', '.join(NEGATIVES_PER)}; got {self.negatives_per!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def negative_groups(self, row_offsets: torch.Tensor) -> torch.Tensor:
-        """Offsets of the rows that share one draw of K negatives: sequences, or single rows."""
-        if self.negatives_per == "sequence":
-            return row_offsets
-        return torch.arange(int(row_offsets[-1]) + 1, device=row_offsets.device)
+def negative_groups(loss: LossConfig, row_offsets: torch.Tensor) -> torch.Tensor:
+    """Offsets of the rows that share one draw of K negatives: sequences, or single rows."""
+    if loss.negatives_per == "sequence":
+        return row_offsets
+    return torch.arange(int(row_offsets[-1]) + 1, device=row_offsets.device)
 
 
 def sample_negatives(

@@ -42,9 +42,32 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# Named model variants: architecture choices over every size of a family, recorded per run.
+# "default" is grscale's own; "paper" builds the models as the HSTU paper's code does: HSTU's time
+# bias from the predicted interaction's time, q.k unscaled, and its block's parameters (plain
+# LayerNorms, no U/V/Q/K bias, its init); SASRec in Kang & McAuley's block layout.
+# "paper-attention" is the paper's HSTU attention with grscale's parameters.
+PAPER_ATTENTION = {"query_time": "target", "qk_scale": 1.0}
+VARIANTS: dict[str, dict[str, dict]] = {
+    "default": {"hstu": {}, "sasrec": {}, "dlrm": {}},
+    "paper": {"hstu": {**PAPER_ATTENTION, "parameterization": "paper"}, "sasrec": {"layout": "original"}},
+    "paper-attention": {"hstu": PAPER_ATTENTION, "sasrec": {"layout": "original"}},
+}
+
+
+def variant_fields(family: str, variant: str) -> dict:
+    """The config fields variant `variant` sets on `family`; refuses a variant the family lacks."""
+    if variant not in VARIANTS:
+        raise GrscaleError(f"unknown model variant {variant!r}; known variants: {', '.join(VARIANTS)}")
+    if family not in VARIANTS[variant]:
+        known = ", ".join(name for name, by_family in VARIANTS.items() if family in by_family)
+        raise GrscaleError(f"variant {variant!r} is not defined for {family}; its variants: {known}")
+    return VARIANTS[variant][family]
+
+
 def model_config(family: str, size: str, *, num_items: int, num_users: int, max_seq_len: int,
-                 **overrides) -> HSTUConfig | SASRecConfig | DLRMConfig:
-    """The preset's config with dataset sizes filled in and `overrides` applied on top."""
+                 variant: str = "default", **overrides) -> HSTUConfig | SASRecConfig | DLRMConfig:
+    """The preset's config with dataset sizes filled in, the variant's and then `overrides`' fields on top."""
     if family not in FAMILIES:
         raise GrscaleError(f"unknown model family {family!r}; known families: {', '.join(FAMILIES)}")
     name = f"{family}-{size}"
@@ -53,7 +76,7 @@ def model_config(family: str, size: str, *, num_items: int, num_users: int, max_
         raise GrscaleError(f"unknown {family} size {size!r}; known sizes: {known}")
     data = {"num_items": num_items}
     data.update({"num_users": num_users} if family == "dlrm" else {"max_seq_len": max_seq_len})
-    fields = {**PRESETS[name], **data, **overrides}
+    fields = {**PRESETS[name], **variant_fields(family, variant), **data, **overrides}
     config_cls = FAMILIES[family][1]
     try:
         return config_cls(**fields)
@@ -62,10 +85,10 @@ def model_config(family: str, size: str, *, num_items: int, num_users: int, max_
 
 
 def build_model(family: str, size: str, num_items: int, num_users: int, max_seq_len: int,
-                **overrides) -> Recommender:
-    """A fresh model for preset `{family}-{size}`; `overrides` replace config fields."""
+                variant: str = "default", **overrides) -> Recommender:
+    """A fresh model for preset `{family}-{size}` in `variant`; `overrides` replace config fields."""
     config = model_config(family, size, num_items=num_items, num_users=num_users,
-                          max_seq_len=max_seq_len, **overrides)
+                          max_seq_len=max_seq_len, variant=variant, **overrides)
     return FAMILIES[family][0](config)
 
 

@@ -13,7 +13,9 @@ from torch import nn
 from models.base import Recommender, check_task
 from models.jagged import (append_targets, keep_last, positions, prediction_offsets, prediction_times,
                            sequence_ids)
-from models.losses import LossConfig, binary_loss, catalog_logits, sample_negatives, sampled_softmax_loss
+from models.losses import (
+    LossConfig, binary_loss, catalog_logits, negative_groups, sample_negatives, sampled_softmax_loss,
+)
 from scaling.data.batch import EvalBatch, JaggedBatch
 from scaling.errors import GrscaleError
 
@@ -81,7 +83,7 @@ class SequentialRecommender(Recommender):
         source = torch.nonzero(torch.arange(batch.num_tokens, device=seq.device) + 1
                                < batch.offsets[seq + 1]).squeeze(1)
         target_ids = batch.item_ids[source + 1]
-        groups = self.loss_config.negative_groups(prediction_offsets(batch.offsets))
+        groups = negative_groups(self.loss_config, prediction_offsets(batch.offsets))
         negative_ids = sample_negatives(self.num_items, groups.numel() - 1, self.loss_config.num_negatives,
                                         generator, hidden.device)
         # The catalog is normalised once and its rows gathered: per-prediction negatives gather

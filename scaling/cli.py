@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from scaling.errors import GrscaleError
@@ -44,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except GrscaleError as error:
         print(f"grscale {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except OSError as error:  # a folder that is read-only, a full disk: the path and the reason, in one line
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"grscale {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"grscale {args.command}: interrupted", file=sys.stderr)

@@ -1,26 +1,78 @@
-"""What one trial is: typed, keyword-only configs with explicit defaults, loadable from YAML."""
+"""What one trial is: a nested, typed config with explicit defaults, in sections (data, model, optim,
+eval, runtime) in the style of torchtitan.
+
+One strict loader (scaling.typed) serves `grscale train` (flags over an optional YAML file), a sweep
+spec's `trial:` block (a typed partial of this config), run_info.json and the checkpoint. A trial's
+identity is everything but `runtime`: where and how fast it runs never changes what it computes, so
+`grscale train --resume --no-progress` resumes a run started with a progress bar.
+"""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from models.loss_config import NEGATIVES_PER, LossConfig
+from scaling import schema, typed
 from scaling.data.synthetic import SyntheticConfig
 from scaling.errors import GrscaleError
 
 SCHEDULES = ("cosine", "constant", "wsd")
-DEFAULT_SELECT_METRIC = {"retrieval": "nll", "ranking": "ne"}  # lower is better for both
-HIGHER_IS_BETTER = ("hr@", "ndcg@", "mrr", "auc")  # metric name prefixes
+DEVICES = ("cpu", "cuda", "auto")
+KERNELS = ("auto", "pytorch", "triton")
+# Model config fields that live in their own place in the trial config, never in model.overrides.
+OWN_PLACE = {"dropout": "model.dropout", "kernel": "model.kernel", "loss": "model.loss",
+             "max_seq_len": "data.max_seq_len", "num_items": "(the dataset)", "num_users": "(the dataset)"}
+# Where the fields of the flat config (before 2026-12) went, from the config's top level: an old file
+# gets an error naming the new place.
+MOVED = {
+    "family": "model.family", "size": "model.size", "model_overrides": "model.overrides",
+    "dropout": "model.dropout", "kernel": "model.kernel", "num_negatives": "model.loss.num_negatives",
+    "temperature": "model.loss.temperature", "negatives_per": "model.loss.negatives_per",
+    "dataset": "data.dataset", "split": "data.split", "ties": "data.ties", "max_seq_len": "data.max_seq_len",
+    "val_users": "data.val_users", "synthetic": "data.synthetic", "batch_size": "optim.batch_size",
+    "num_evals": "eval.num_evals", "first_eval_fraction": "eval.first_eval_fraction",
+    "select_metric": "eval.select_metric", "exclude_history": "eval.exclude_history",
+    "eval_batch_size": "runtime.eval_batch_size", "device": "runtime.device", "progress": "runtime.progress",
+    "data_dir": "runtime.data_dir",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    dataset: str = "synthetic"  # a name of scaling.data.registry.DATASETS
+    split: str = "leave-one-out"  # leave-one-out | leave-last-out (no validation) | temporal
+    ties: str = "file"  # a user's equal timestamps: "file" order | "shuffle" (as the HSTU paper's sort)
+    max_seq_len: int = 200  # histories are cut to their last max_seq_len items
+    val_users: int = 0  # validate on a fixed random sample of this many users (0 = all); test uses all
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # the synthetic dataset's parameters
+    allow_modified: bool = False  # accept a named dataset's file that differs from the official one
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    family: str  # hstu | sasrec | dlrm
+    size: str  # a preset of the family (models.presets.PRESETS), e.g. "s" for hstu-s
+    variant: str = "default"  # a named architecture of models.presets.VARIANTS, e.g. "paper"
+    overrides: dict[str, Any] = field(default_factory=dict)  # other model config fields, by name
+    dropout: float = 0.2  # where the family has dropout
+    kernel: str = "auto"  # HSTU attention: "auto" (Triton on CUDA) | "pytorch" | "triton"
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    @property
+    def preset(self) -> str:
+        return f"{self.family}-{self.size}"
 
 
 @dataclass(frozen=True, kw_only=True)
 class OptimConfig:
     """AdamW with a learning-rate schedule laid over the FLOPs budget (fractions of it)."""
 
-    lr: float = 1e-3
+    lr: float = 1e-3  # the peak learning rate
     betas: tuple[float, float] = (0.9, 0.98)
     weight_decay: float = 0.0
     schedule: str = "cosine"  # warmup + cosine | constant (after warmup) | wsd (warmup-stable-decay)
@@ -28,112 +80,149 @@ class OptimConfig:
     decay_fraction: float = 0.2  # wsd: the last fraction of the budget decays linearly to 0
     min_lr_ratio: float = 0.1  # cosine ends at lr * min_lr_ratio
     grad_clip: float = 1.0  # max gradient norm; 0 disables
+    batch_size: int = 128  # training sequences (or impressions' users) per step
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    num_evals: int = 8  # validation points, log-spaced over the budget
+    first_eval_fraction: float = 0.01  # of the budget, where the log spacing starts
+    select_metric: str = ""  # validation metric that picks the best point; "" = the task's (nll / ne)
+    exclude_history: bool = True  # remove history items from the retrieval candidates
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeConfig:
+    """Where and how the trial runs: never part of its identity."""
+
+    device: str = "cpu"  # "cpu" | "cuda" | "auto"
+    threads: int = 0  # torch threads; 0 = torch's default
+    progress: bool = True  # a progress bar on stderr
+    data_dir: str | None = None  # folder holding the dataset's file (default: $GRSCALE_DATA_DIR, the cache)
+    eval_batch_size: int = 512
+    checkpoint_every_s: float = 600.0  # also checkpoint between validation points this often
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrialConfig:
-    family: str
-    size: str
+    model: ModelConfig
     budget: float  # training FLOPs (useful: jagged, causal) to spend
     task: str = "retrieval"
-    dataset: str = "synthetic"
-    seed: int = 0
-    split: str = "leave-one-out"
-    data_dir: str | None = None
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    ties: str = "file"  # a user's equal timestamps: "file" order | "shuffle" (as the HSTU paper's sort)
-    max_seq_len: int = 200
-    batch_size: int = 128
-    eval_batch_size: int = 512
-    num_evals: int = 8  # validation points, log-spaced over the budget
-    val_users: int = 0  # validate on a fixed random sample of this many users (0 = all); test uses all
-    first_eval_fraction: float = 0.01  # of the budget, where the log spacing starts
-    select_metric: str = ""  # validation metric that picks the best point; "" = nll / ne by task
-    exclude_history: bool = True  # remove history items from the retrieval candidates
+    seed: int = 0  # of the model, batches and negatives
+    data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    num_negatives: int = 128
-    temperature: float = 0.05
-    negatives_per: str = "sequence"  # "sequence" | "prediction" (the HSTU paper's code): see models.losses
-    dropout: float = 0.2
-    model_overrides: dict[str, Any] = field(default_factory=dict)  # other preset fields, by name
-    device: str = "cpu"  # "cpu" | "cuda" | "auto"
-    kernel: str = "auto"  # HSTU attention: "auto" | "pytorch" | "triton"
-    progress: bool = True
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     @property
     def selection_metric(self) -> str:
-        return self.select_metric or DEFAULT_SELECT_METRIC[self.task]
+        return self.eval.select_metric or schema.TASKS[self.task].default_metric
 
     def selection_loss(self, metrics: dict[str, float]) -> float:
         """The selection metric as a quantity to minimise (negated where higher is better)."""
         value = metrics[self.selection_metric]
-        return -value if self.selection_metric.startswith(HIGHER_IS_BETTER) else value
+        return -value if schema.higher_is_better(self.selection_metric) else value
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return typed.to_mapping(self)
+
+    def identity(self) -> dict[str, Any]:
+        """What the trial computes: every section but runtime."""
+        return {k: v for k, v in self.to_dict().items() if k != "runtime"}
+
+    @property
+    def setting(self) -> dict[str, Any]:
+        """The hyperparameters that may be swept within a (family, size, budget) cell, as result columns."""
+        return {"peak_lr": self.optim.lr, "schedule": self.optim.schedule, "variant": self.model.variant,
+                "overrides": json.dumps(self.model.overrides, sort_keys=True)}
+
+    def with_runtime(self, **changes: Any) -> "TrialConfig":
+        return dataclasses.replace(self, runtime=dataclasses.replace(self.runtime, **changes))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrialConfig":
-        return _build(cls, data, "trial")
+    def from_dict(cls, data: Any, where: str = "trial") -> "TrialConfig":
+        """A validated config from a complete mapping; the first problem raises, naming its field."""
+        cfg = typed.from_mapping(cls, data, where, MOVED)
+        cfg.validate(where)
+        return cfg
 
     @classmethod
     def from_yaml(cls, path: Path) -> "TrialConfig":
-        return cls.from_dict(read_config_fields(path))
+        return cls.from_dict(read_config_fields(path), f"{path}: trial")
 
-    def validate(self) -> None:
-        from scaling.data.registry import get_spec
-        from models.losses import NEGATIVES_PER
+    def validate(self, where: str = "trial") -> None:
+        """Values the types allow but the trial cannot use; the error names the field."""
+        from models.presets import model_config
         from scaling.data.log import TIES
+        from scaling.data.registry import get_spec
         from scaling.data.splits import SPLITS
 
-        get_spec(self.dataset)
-        if self.task not in DEFAULT_SELECT_METRIC:
-            raise GrscaleError(f"unknown task {self.task!r}; known tasks: {', '.join(DEFAULT_SELECT_METRIC)}")
-        if self.split not in SPLITS:
-            raise GrscaleError(f"unknown split {self.split!r}; known splits: {', '.join(SPLITS)}")
-        if self.optim.schedule not in SCHEDULES:
-            raise GrscaleError(f"unknown schedule {self.optim.schedule!r}; known: {', '.join(SCHEDULES)}")
-        if self.ties not in TIES:
-            raise GrscaleError(f"unknown ties {self.ties!r}; known: {', '.join(TIES)}")
-        if self.negatives_per not in NEGATIVES_PER:
-            raise GrscaleError(f"unknown negatives_per {self.negatives_per!r}; known: {', '.join(NEGATIVES_PER)}")
+        def fail(path: str, message: str) -> None:
+            raise GrscaleError(f"{where}.{path}: {message}")
+
+        def choice(path: str, value: str, known: tuple | dict) -> None:
+            if value not in known:
+                fail(path, f"unknown value {value!r}; known: {', '.join(known)}")
+
+        choice("task", self.task, schema.TASKS)
         if not self.budget > 0:
-            raise GrscaleError(f"budget must be a positive number of FLOPs, got {self.budget}")
-        if self.val_users < 0:
-            raise GrscaleError(f"val_users must be >= 0 (0 = every user), got {self.val_users}")
-        for name in ("max_seq_len", "batch_size", "eval_batch_size", "num_evals"):
-            if getattr(self, name) < 1:
-                raise GrscaleError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise GrscaleError(f"device must be cpu, cuda or auto, got {self.device!r}")
+            fail("budget", f"expected a positive, finite number of FLOPs, got {self.budget!r}")
+        if self.seed < 0:
+            fail("seed", f"expected an integer >= 0, got {self.seed}")
+        try:
+            get_spec(self.data.dataset)
+        except GrscaleError as error:
+            fail("data.dataset", str(error))
+        choice("data.split", self.data.split, SPLITS)
+        choice("data.ties", self.data.ties, TIES)
+        choice("model.loss.negatives_per", self.model.loss.negatives_per, NEGATIVES_PER)
+        choice("model.kernel", self.model.kernel, KERNELS)
+        choice("optim.schedule", self.optim.schedule, SCHEDULES)
+        choice("runtime.device", self.runtime.device, DEVICES)
+        for path, value in (("data.max_seq_len", self.data.max_seq_len), ("optim.batch_size", self.optim.batch_size),
+                            ("eval.num_evals", self.eval.num_evals),
+                            ("runtime.eval_batch_size", self.runtime.eval_batch_size)):
+            if value < 1:
+                fail(path, f"expected an integer >= 1, got {value}")
+        for path, value in (("data.val_users", self.data.val_users), ("runtime.threads", self.runtime.threads)):
+            if value < 0:
+                fail(path, f"expected an integer >= 0, got {value}")
+        if not 0 < self.eval.first_eval_fraction <= 1:
+            fail("eval.first_eval_fraction", f"expected a fraction in (0, 1], got {self.eval.first_eval_fraction}")
+        if self.eval.select_metric and self.eval.select_metric not in schema.TASKS[self.task].metrics:
+            fail("eval.select_metric", f"{self.eval.select_metric!r} is not a {self.task} metric; known: "
+                                       f"{', '.join(schema.TASKS[self.task].metrics)}")
+        if not self.optim.lr > 0:
+            fail("optim.lr", f"expected a positive learning rate, got {self.optim.lr}")
+        for path, value in (("optim.warmup_fraction", self.optim.warmup_fraction),
+                            ("optim.decay_fraction", self.optim.decay_fraction),
+                            ("optim.min_lr_ratio", self.optim.min_lr_ratio)):
+            if not 0 <= value <= 1:
+                fail(path, f"expected a fraction in [0, 1], got {value}")
+        if self.optim.grad_clip < 0 or self.optim.weight_decay < 0:
+            fail("optim", "grad_clip and weight_decay must be >= 0")
+        if not 0 <= self.model.dropout < 1:
+            fail("model.dropout", f"expected a probability in [0, 1), got {self.model.dropout}")
+        for name in self.model.overrides:
+            if name in OWN_PLACE:
+                fail(f"model.overrides.{name}", f"set {OWN_PLACE[name]} instead")
+        try:  # the preset, the variant and the overrides' names and values, on a tiny catalog
+            model_config(self.model.family, self.model.size, num_items=2, num_users=2, max_seq_len=2,
+                         variant=self.model.variant, **self.model.overrides)
+        except (GrscaleError, ValueError) as error:
+            fail("model", str(error))
+        try:
+            self.data.synthetic.validate()
+        except GrscaleError as error:
+            fail("data.synthetic", str(error))
 
 
 def read_config_fields(path: Path) -> dict[str, Any]:
-    """The mapping of TrialConfig fields in a YAML file (possibly partial: the CLI adds flags)."""
+    """The mapping in a YAML config file (possibly partial: the CLI adds flags)."""
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
         raise GrscaleError(f"cannot read trial config {path}: {error}") from None
     if not isinstance(data, dict):
-        raise GrscaleError(f"{path}: a trial config is a mapping of fields, got {type(data).__name__}")
+        raise GrscaleError(f"{path}: a trial config is a mapping of sections, got {type(data).__name__}")
     return data
-
-
-def _build(cls, data: dict[str, Any], where: str):
-    """A dataclass from a mapping, recursing into nested config dataclasses; unknown keys fail."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise GrscaleError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    values = {}
-    for name, value in data.items():
-        nested = {"synthetic": SyntheticConfig, "optim": OptimConfig}.get(name) if cls is TrialConfig else None
-        if nested is not None and isinstance(value, dict):
-            value = _build(nested, value, f"{where}.{name}")
-        elif name == "betas":
-            value = tuple(value)
-        values[name] = value
-    try:
-        return cls(**values)
-    except TypeError as error:
-        raise GrscaleError(f"{where}: {error}") from None

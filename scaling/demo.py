@@ -7,6 +7,7 @@ running it again resumes where it stopped, and a completed demo only redoes the 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,9 @@ def _demo(args: argparse.Namespace) -> int:
     spec_path = args.spec or Path(str(resources.files("sweeps") / "specs" / "demo.yaml"))
     started = time.perf_counter()
     status = run_sweep(spec_path, LaunchOptions(out=args.out, resume=True, wandb=not args.no_wandb))
+    if status in (130, 143):  # stopped by SIGINT / SIGTERM: its trials checkpointed, nothing to fit yet
+        print("demo interrupted: `grscale demo` again resumes it", file=sys.stderr)
+        return status
     sweep_dir = args.out.resolve() / load_spec(spec_path).name
     result, report_dir = report_sweep(sweep_dir, n_resamples=args.bootstrap, wandb=not args.no_wandb)
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; report: {report_dir / 'report.md'} "

@@ -31,7 +31,7 @@ def evaluate(model: Recommender, data: EvalSet, cfg: TrialConfig, device: torch.
         return evaluate_retrieval(model, data, cfg, device).result()
     logits, labels = [], []
     with _eval_mode(model):
-        for batch in eval_batches(data, cfg.eval_batch_size, cfg.max_seq_len):
+        for batch in eval_batches(data, cfg.runtime.eval_batch_size, cfg.data.max_seq_len):
             logits.append(model.predict_label_logits(batch.to(device)).float().cpu().numpy())
             labels.append(batch.target_labels.numpy())
     return binary_metrics(np.concatenate(logits), np.concatenate(labels))
@@ -42,10 +42,10 @@ def evaluate_retrieval(model: Recommender, data: EvalSet, cfg: TrialConfig,
     """Full-catalog retrieval metrics of every example of `data`, kept per example in its order."""
     accumulator = RetrievalAccumulator()
     with _eval_mode(model):
-        for batch in eval_batches(data, cfg.eval_batch_size, cfg.max_seq_len):
+        for batch in eval_batches(data, cfg.runtime.eval_batch_size, cfg.data.max_seq_len):
             batch = batch.to(device)
             scores = model.score_catalog(batch)
-            if cfg.exclude_history:
+            if cfg.eval.exclude_history:
                 h = batch.history
                 scores = exclude_history(scores, h.item_ids, h.offsets, batch.target_item_ids)
             accumulator.add(scores, batch.target_item_ids)

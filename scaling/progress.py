@@ -15,7 +15,7 @@ class TrainProgress:
         self.bar = None
         if enabled:
             self.bar = tqdm(total=cfg.budget, initial=initial_flops, unit="FLOP", unit_scale=True,
-                            desc=f"{cfg.family}-{cfg.size} {cfg.task}", file=sys.stderr, dynamic_ncols=True,
+                            desc=f"{cfg.model.preset} {cfg.task}", file=sys.stderr, dynamic_ncols=True,
                             mininterval=0.5)
         self.last_time, self.tokens, self.flops = time.perf_counter(), 0, initial_flops
         self.postfix: dict[str, str] = {}

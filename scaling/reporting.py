@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
+from scaling.data.cache import atomic_write
+
 
 class Reporter(Protocol):
     def report(self, row: dict[str, Any]) -> None: ...
@@ -21,27 +23,35 @@ def _clean(value: Any) -> Any:
 
 
 class JsonlReporter:
-    """Appends one JSON line per row and syncs it, so a crash loses no finished evaluation."""
+    """Appends one JSON line per row and syncs it, so a crash loses no finished evaluation; a write
+    that fails (a full disk) is cut back off, so the file never ends in half a row."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
     def report(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        line = (json.dumps({k: _clean(v) for k, v in row.items()}) + "\n").encode()
+        with open(self.path, "ab") as handle:
+            size = handle.tell()
+            try:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError:
+                handle.truncate(size)
+                raise
 
     def keep_first(self, num_rows: int) -> None:
         """Drop rows written after the checkpoint a resumed trial restarts from."""
         if not self.path.exists():
             return
         lines = self.path.read_text().splitlines(keepends=True)[:num_rows]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(lines))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda handle: handle.write("".join(lines).encode()))
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl ([] where there is none yet)."""
+    if not Path(path).exists():
+        return []
     with open(path) as handle:
         return [json.loads(line) for line in handle if line.strip()]

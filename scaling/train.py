@@ -1,7 +1,7 @@
 """One trial: a model family at one size, trained on one dataset until it has spent a FLOPs budget.
 
 Steps: build data and model -> per batch, count its training FLOPs, set the learning rate from
-the fraction of the budget spent, step (checkpoint every CHECKPOINT_EVERY_S) -> at log-spaced
+the fraction of the budget spent, step (checkpoint every runtime.checkpoint_every_s) -> at log-spaced
 fractions of the budget, evaluate the validation split, write a row, checkpoint -> at the end,
 test at the end and at the best validation point. A resumed trial replays the same batches and
 random draws, so it ends with the same result as an uninterrupted one.
@@ -13,22 +13,24 @@ import dataclasses
 import json
 import math
 import os
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
 from models.base import Recommender, param_counts
-from models.losses import LossConfig
 from models.presets import build_model, model_config
+from scaling import schema, typed
 from scaling.allocator import keep_freed_memory
 from scaling.config import TrialConfig
 from scaling.data.cache import atomic_write
 from scaling.data.dataset import load_dataset
 from scaling.data.loader import TrainBatches
+from scaling.data.log import DataSource
 from scaling.data.splits import Split, make_split, sample_users
 from scaling.errors import GrscaleError
 from scaling.evaluate import evaluate
@@ -37,18 +39,16 @@ from scaling.progress import TrainProgress
 from scaling.reporting import JsonlReporter, Reporter, read_rows
 from scaling.schedule import eval_fractions, lr_at
 
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.jsonl"
-# Besides at every validation point: the last log-spaced points lie far apart (hours on a CPU), and a kill
-# between them would lose that training. Not part of TrialConfig: it does not change a trial's result.
-CHECKPOINT_EVERY_S = 600.0
+CHECKPOINT = schema.CHECKPOINT_FILE
+METRICS = schema.METRICS_FILE
 
 
 @dataclass
 class TrialResult:
-    status: str  # "done" | "diverged"
+    status: str  # "done" | "diverged" | "interrupted" (checkpointed: resume continues it)
     rows: list[dict[str, Any]]
     out_dir: Path
+    error: str | None = None
 
     @property
     def final(self) -> dict[str, Any]:
@@ -84,18 +84,20 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_trial_model(cfg: TrialConfig, split: Split) -> Recommender:
-    """The preset with the trial's loss, dropout and kernel settings where the family has them."""
-    overrides: dict[str, Any] = {"loss": LossConfig(num_negatives=cfg.num_negatives, temperature=cfg.temperature,
-                                                 negatives_per=cfg.negatives_per)}
-    preset = model_config(cfg.family, cfg.size, num_items=split.num_items, num_users=split.num_users,
-                          max_seq_len=cfg.max_seq_len)
+    """The preset in the trial's variant, with its loss, dropout and kernel where the family has them."""
+    model = cfg.model
+    preset = model_config(model.family, model.size, num_items=split.num_items, num_users=split.num_users,
+                          max_seq_len=cfg.data.max_seq_len, variant=model.variant)
     fields = {f.name for f in dataclasses.fields(preset)}
-    if "dropout" in fields:
-        overrides["dropout"] = cfg.dropout
-    if "kernel" in fields:
-        overrides["kernel"] = cfg.kernel
-    overrides.update(cfg.model_overrides)
-    return build_model(cfg.family, cfg.size, split.num_items, split.num_users, cfg.max_seq_len, **overrides)
+    own = {"loss": model.loss, "dropout": model.dropout, "kernel": model.kernel}
+    overrides = {name: value for name, value in own.items() if name in fields}
+    return build_model(model.family, model.size, split.num_items, split.num_users, cfg.data.max_seq_len,
+                       variant=model.variant, **overrides, **model.overrides)
+
+
+def has_validation(cfg: TrialConfig) -> bool:
+    """Whether the split validates on examples other than the test ones (else nothing is selected on it)."""
+    return cfg.data.split not in schema.SPLITS_WITHOUT_VALIDATION
 
 
 def _git_sha() -> str:
@@ -108,35 +110,42 @@ def _git_sha() -> str:
 
 
 class Trainer:
-    """One trial's data, model, optimizer and counters, with the steps of the loop as methods."""
+    """One trial's data, model, optimizer and counters, with the steps of the loop as methods.
+
+    `should_stop` is asked after every training step; a reason it returns (a signal's name) stops
+    the trial at that step with a checkpoint and status "interrupted", from which `resume` continues.
+    """
 
     def __init__(self, cfg: TrialConfig, out_dir: Path, reporters: Iterable[Reporter] = (),
-                 checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> None:
+                 should_stop: Callable[[], str | None] | None = None) -> None:
         cfg.validate()
         self.cfg, self.out_dir = cfg, Path(out_dir)
-        self.checkpoint_every_s = checkpoint_every_s
+        self.should_stop = should_stop or (lambda: None)
         self.checkpointed_at = time.perf_counter()
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.runtime.device)
         if self.device.type == "cpu":
             keep_freed_memory()
         torch.manual_seed(cfg.seed)
-        data_dir = Path(cfg.data_dir) if cfg.data_dir else None
-        log = load_dataset(cfg.dataset, data_dir, cfg.synthetic, cfg.ties)
+        data_dir = Path(cfg.runtime.data_dir) if cfg.runtime.data_dir else None
+        log = load_dataset(cfg.data.dataset, data_dir, cfg.data.synthetic, cfg.data.ties,
+                           allow_modified=cfg.data.allow_modified)
         if cfg.task == "ranking" and not log.has_labels:
-            raise GrscaleError(f"dataset {cfg.dataset!r} carries no engagement labels: the ranking task needs them")
-        self.split = make_split(log, cfg.split)
-        self.val_set = sample_users(self.split.val, cfg.val_users) if cfg.val_users else self.split.val
+            raise GrscaleError(f"dataset {cfg.data.dataset!r} carries no engagement labels: "
+                               f"the ranking task needs them")
+        self.source: DataSource | None = log.source
+        self.split = make_split(log, cfg.data.split)
+        self.val_set = sample_users(self.split.val, cfg.data.val_users) if cfg.data.val_users else self.split.val
         self.model = build_trial_model(cfg, self.split).to(self.device)
         try:
             self.kernel = self.model.resolved_kernel(self.device)
         except (RuntimeError, ValueError) as error:  # e.g. kernel="triton" without CUDA
             raise GrscaleError(str(error)) from None
         self.params_embedding, self.params_nonembedding = param_counts(self.model, cfg.task)
-        self.batches = TrainBatches(self.split.train, cfg.batch_size, cfg.max_seq_len, cfg.seed)
+        self.batches = TrainBatches(self.split.train, cfg.optim.batch_size, cfg.data.max_seq_len, cfg.seed)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
                                            weight_decay=cfg.optim.weight_decay)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        self.fractions = eval_fractions(cfg.num_evals, cfg.first_eval_fraction)
+        self.fractions = eval_fractions(cfg.eval.num_evals, cfg.eval.first_eval_fraction)
         self.state = TrialState()
         self.best_model_state: dict[str, torch.Tensor] | None = None
         self.jsonl = JsonlReporter(self.out_dir / METRICS)
@@ -145,8 +154,8 @@ class Trainer:
         step_flops = training_flops(self.model.config, cfg.task, first.lengths()).useful
         if step_flops > cfg.budget:
             raise GrscaleError(
-                f"budget {cfg.budget:.3g} FLOPs is smaller than one training step of {cfg.family}-{cfg.size} "
-                f"on {cfg.dataset} ({step_flops:.3g} FLOPs at batch size {cfg.batch_size})"
+                f"budget {cfg.budget:.3g} FLOPs is smaller than one training step of {cfg.model.preset} "
+                f"on {cfg.data.dataset} ({step_flops:.3g} FLOPs at batch size {cfg.optim.batch_size})"
             )
 
     # --- checkpoints -------------------------------------------------------------------------
@@ -169,8 +178,11 @@ class Trainer:
         if not path.exists():
             return False
         payload = torch.load(path, map_location=self.device, weights_only=False)
-        if payload["config"] != self.cfg.to_dict():
-            raise GrscaleError(f"{path} was written by a different trial config; use a fresh --out to start anew")
+        saved = TrialConfig.from_dict(payload["config"], f"{path}: trial")  # an old layout names its fields
+        changed = typed.differences(saved.identity(), self.cfg.identity())
+        if changed:
+            raise GrscaleError(f"{path} was written by a different trial ({'; '.join(changed)}); "
+                               f"use a fresh --out to start anew")
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.generator.set_state(payload["generator"])
@@ -186,11 +198,14 @@ class Trainer:
     def base_row(self, status: str, eval_kind: str) -> dict[str, Any]:
         c, s = self.cfg, self.state
         return {
-            "family": c.family, "size": c.size, "task": c.task, "dataset": c.dataset, "seed": c.seed,
-            "budget": c.budget, "flops": s.flops, "executed_flops": s.executed_flops, "tokens": s.tokens,
-            "examples": s.examples, "params_embedding": self.params_embedding,
-            "params_nonembedding": self.params_nonembedding, "step": s.step, "wall_s": round(s.wall_s, 3),
-            "status": status, "error": None, "eval_kind": eval_kind, "kernel": self.kernel,
+            "family": c.model.family, "size": c.model.size, "task": c.task, "dataset": c.data.dataset,
+            "split": c.data.split, "seed": c.seed, "budget": c.budget, **c.setting,
+            "flops": s.flops, "executed_flops": s.executed_flops, "tokens": s.tokens, "examples": s.examples,
+            "params_embedding": self.params_embedding, "params_nonembedding": self.params_nonembedding,
+            "step": s.step, "wall_s": round(s.wall_s, 3), "status": status, "error": None, "eval_kind": eval_kind,
+            "kernel": self.kernel, "node": socket.gethostname(),
+            "data_sha256": self.source.sha256 if self.source else None,
+            "data_modified": self.source.modified if self.source else None,
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": s.loss_sum / s.loss_count if s.loss_count else float("nan"),
         }
@@ -211,7 +226,10 @@ class Trainer:
         value = self.cfg.selection_loss(metrics)
         if not math.isfinite(value):
             return None
-        if value < self.state.best_value or self.best_model_state is None:
+        # Without a validation split (its "validation" is the test set) nothing is selected: the
+        # latest point stands, so test figures come from the end of training.
+        better = value < self.state.best_value or not has_validation(self.cfg)
+        if better or self.best_model_state is None:
             self.state.best_value, self.state.best_step = value, self.state.step
             self.best_model_state = copy.deepcopy(self.model.state_dict())
         row = self.base_row("done" if is_final else "running", "final" if is_final else "val")
@@ -250,17 +268,29 @@ class Trainer:
         s.loss_count += 1
         return value
 
-    def run(self, resume: bool = False) -> TrialResult:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+    def start(self, resume: bool) -> bool:
+        """Claim the run folder: a fresh run refuses a folder holding another run; True if resumed."""
+        if not resume and holds_run(self.out_dir):
+            raise GrscaleError(f"{self.out_dir} already holds a run: pass --resume to continue it, "
+                               f"or choose another --out")
         resumed = resume and self.load_checkpoint()
+        # It runs again: no status until it stops (`sweep status` shows it running, not interrupted).
+        (self.out_dir / schema.STATUS_FILE).unlink(missing_ok=True)
         if not resumed:
-            (self.out_dir / METRICS).unlink(missing_ok=True)
+            (self.out_dir / METRICS).unlink(missing_ok=True)  # a resume without a checkpoint starts over
             info = {"config": self.cfg.to_dict(), "git_sha": _git_sha(), "kernel": self.kernel,
                     "params_embedding": self.params_embedding, "params_nonembedding": self.params_nonembedding,
-                    "device": str(self.device)}
-            atomic_write(self.out_dir / "run_info.json", lambda h: h.write(json.dumps(info, indent=2).encode()))
+                    "device": str(self.device), "node": socket.gethostname(),
+                    "data": dataclasses.asdict(self.source) if self.source else None}
+            atomic_write(self.out_dir / schema.RUN_INFO_FILE,
+                         lambda h: h.write(json.dumps(info, indent=2).encode()))
+        return resumed
+
+    def run(self, resume: bool = False) -> TrialResult:
+        """Train to the budget (from the checkpoint where `resume` finds one); rows go to the reporters."""
+        self.start(resume)
         cfg, s = self.cfg, self.state
-        progress = TrainProgress(cfg, enabled=cfg.progress, initial_flops=s.flops)
+        progress = TrainProgress(cfg, enabled=cfg.runtime.progress, initial_flops=s.flops)
         status, error = "done", None
         started = time.perf_counter() - s.wall_s
         try:
@@ -275,12 +305,16 @@ class Trainer:
                     progress.update(s.flops, batch.num_tokens, loss)
                     if s.flops >= self.fractions[s.next_eval] * cfg.budget:
                         break
-                    if time.perf_counter() - self.checkpointed_at >= self.checkpoint_every_s:
+                    reason = self.should_stop()
+                    if reason:
+                        status, error = schema.INTERRUPTED, f"interrupted by {reason} at step {s.step}"
+                        break
+                    if time.perf_counter() - self.checkpointed_at >= cfg.runtime.checkpoint_every_s:
                         self.save_checkpoint()
                 else:
                     s.epoch, s.batch_index = s.epoch + 1, 0
                     continue
-                if status == "diverged":
+                if status != "done":
                     break
                 while s.next_eval < len(self.fractions) and s.flops >= self.fractions[s.next_eval] * cfg.budget:
                     s.next_eval += 1
@@ -297,20 +331,53 @@ class Trainer:
                 self.save_checkpoint()
         finally:
             progress.close()
-        if status == "diverged":
+        if status == schema.INTERRUPTED:
+            self.save_checkpoint()
+        elif status == "diverged":
             row = self.base_row("diverged", "final")
             row["error"] = error
             self.emit(row)
         self.write_status(status, error)
-        return TrialResult(status=status, rows=read_rows(self.out_dir / METRICS), out_dir=self.out_dir)
+        return TrialResult(status=status, rows=read_rows(self.out_dir / METRICS), out_dir=self.out_dir, error=error)
 
     def write_status(self, status: str, error: str | None) -> None:
         payload = json.dumps({"status": status, "error": error, "flops": self.state.flops, "step": self.state.step})
-        atomic_write(self.out_dir / "status.json", lambda h: h.write(payload.encode()))
+        atomic_write(self.out_dir / schema.STATUS_FILE, lambda h: h.write(payload.encode()))
 
 
-def train_to_budget(cfg: TrialConfig, out_dir: Path, reporters: Iterable[Reporter] = (),
-                    resume: bool = False, checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> TrialResult:
+def holds_run(out_dir: Path) -> bool:
+    """Whether a folder holds (part of) a run: its config, rows, checkpoint or status."""
+    names = (schema.RUN_INFO_FILE, METRICS, CHECKPOINT, schema.STATUS_FILE)
+    return any((Path(out_dir) / name).exists() for name in names)
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    """Create the run folder, or say in one line why it cannot hold a run."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GrscaleError(f"{out_dir} is a file, not a folder: choose another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise GrscaleError(f"cannot create {out_dir}: {error.strerror}") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise GrscaleError(f"{out_dir} is not writable: choose another --out")
+    return out_dir
+
+
+def resume_point(out_dir: Path) -> dict[str, Any] | None:
+    """Where a resume of the run in `out_dir` starts: its checkpoint's step and FLOPs, None without one."""
+    path = Path(out_dir) / CHECKPOINT
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)["state"]
+    return {"step": state["step"], "flops": state["flops"]}
+
+
+def train_to_budget(cfg: TrialConfig, out_dir: Path, reporters: Iterable[Reporter] = (), resume: bool = False,
+                    should_stop: Callable[[], str | None] | None = None) -> TrialResult:
     """Train `cfg` until its FLOPs budget is spent; rows go to out_dir/metrics.jsonl and `reporters`."""
-    torch.set_num_threads(int(os.environ.get("GRSCALE_TORCH_THREADS", torch.get_num_threads())))
-    return Trainer(cfg, out_dir, reporters, checkpoint_every_s).run(resume=resume)
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    prepare_out_dir(out_dir)
+    return Trainer(cfg, out_dir, reporters, should_stop).run(resume=resume)

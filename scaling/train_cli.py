@@ -2,32 +2,66 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import math
+import re
+import shlex
+import signal
+import sys
 from pathlib import Path
+from typing import Any
 
-from scaling.data.cli import add_synthetic_arguments
+from scaling.data.cli import SYNTHETIC_FLAGS, add_allow_modified_argument, add_synthetic_arguments
+
+# Flags that set one field of the trial config: flag dest -> section path.
+FLAG_FIELDS = {
+    "family": "model.family", "size": "model.size", "variant": "model.variant", "kernel": "model.kernel",
+    "task": "task", "budget": "budget", "seed": "seed", "dataset": "data.dataset", "ties": "data.ties",
+    "device": "runtime.device", "data_dir": "runtime.data_dir", "threads": "runtime.threads",
+    "checkpoint_every": "runtime.checkpoint_every_s",
+}
+
+
+def budget_flops(text: str) -> float:
+    """--budget: one message for every value that is not a positive, finite number of FLOPs."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of FLOPs (e.g. 3e13), got {text!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train", help="train one model to a FLOPs budget, evaluating along the way",
         description="Train one trial until its useful training FLOPs reach --budget. Rows go to OUT/metrics.jsonl. "
-                    "Fields not given as flags come from --config (YAML of scaling.config.TrialConfig fields).",
+                    "Fields not given as flags come from --config (YAML with the sections of "
+                    "scaling.config.TrialConfig: data, model, optim, eval, runtime). SIGINT or SIGTERM "
+                    "checkpoints and stops; --resume continues.",
     )
-    train.add_argument("--config", type=Path, help="YAML file of TrialConfig fields (flags override it)")
+    # argparse reads `--budget -1e9` as a missing value unless it knows -1e9 for a number (its own
+    # pattern has no exponent), which would hide the budget's real error behind "expected one argument".
+    train._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+    train.add_argument("--config", type=Path, help="YAML file of TrialConfig sections (flags override it)")
     train.add_argument("--family", help="hstu | sasrec | dlrm")
     train.add_argument("--size", help="size preset, e.g. hstu-s or s (see `grscale presets`)")
+    train.add_argument("--variant", help="model variant: default | paper | paper-attention (models/presets.py)")
     train.add_argument("--task", help="retrieval | ranking (default retrieval)")
     train.add_argument("--dataset", help="dataset name (default synthetic)")
-    train.add_argument("--budget", type=float, help="training FLOPs to spend, e.g. 3e13")
+    train.add_argument("--budget", type=budget_flops, help="training FLOPs to spend, e.g. 3e13")
     train.add_argument("--seed", type=int, help="seed of the model, batches and negatives (default 0)")
     train.add_argument("--data-dir", help="folder holding the dataset's file")
+    add_allow_modified_argument(train)
     train.add_argument("--ties", choices=("file", "shuffle"),
                        help="a user's equal timestamps in file order (default) or shuffled, as the HSTU paper's sort")
     train.add_argument("--device", choices=("cpu", "cuda", "auto"), help="default cpu")
+    train.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     train.add_argument("--kernel", choices=("auto", "pytorch", "triton"), help="HSTU attention implementation")
     train.add_argument("--out", type=Path, required=True, help="run folder (metrics.jsonl, checkpoint, run_info.json)")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in OUT from its checkpoint (without it, a folder holding a run "
+                            "is refused)")
     train.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
                        help="also checkpoint between validation points this often (default 600)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -42,42 +76,92 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     presets.set_defaults(func=_presets)
 
 
+def _set(data: dict[str, Any], path: str, value: Any) -> None:
+    *sections, name = path.split(".")
+    for section in sections:
+        data = data.setdefault(section, {})
+    data[name] = value
+
+
 def trial_config_from_args(args: argparse.Namespace):
-    from scaling.config import TrialConfig, read_config_fields
-    from scaling.data.cli import synthetic_config_from_args
+    """The trial config: --config's sections, with the flags given laid over them."""
+    from scaling import typed
+    from scaling.config import MOVED, TrialConfig, read_config_fields
     from scaling.errors import GrscaleError
 
-    data = {}
+    data: dict[str, Any] = {}
     if args.config:
-        data = read_config_fields(args.config)
-    for name in ("family", "size", "task", "dataset", "budget", "seed", "data_dir", "ties", "device", "kernel"):
-        value = getattr(args, name)
-        if value is not None:
-            data[name] = value
-    data["synthetic"] = dataclasses.asdict(synthetic_config_from_args(args, data.get("synthetic")))
+        data = typed.check_partial(TrialConfig, read_config_fields(args.config), f"{args.config}: trial", MOVED)
+    flags = {path: getattr(args, dest) for dest, path in FLAG_FIELDS.items()}
+    flags |= {f"data.synthetic.{name}": getattr(args, flag) for flag, name in SYNTHETIC_FLAGS.items()}
+    if args.allow_modified_data:
+        flags["data.allow_modified"] = True
     if args.no_progress:
-        data["progress"] = False
-    missing = [name for name in ("family", "size", "budget") if name not in data]
+        flags["runtime.progress"] = False
+    for path, value in flags.items():
+        if value is not None:
+            _set(data, path, value)
+    model = data.get("model", {})
+    missing = [flag for flag, present in (("--family", "family" in model), ("--size", "size" in model),
+                                          ("--budget", "budget" in data)) if not present]
     if missing:
-        raise GrscaleError(f"missing {', '.join('--' + m for m in missing)} (or give them in --config)")
-    family = data["family"]
-    data["size"] = str(data["size"]).removeprefix(f"{family}-")
+        raise GrscaleError(f"missing {', '.join(missing)} (or give them in --config)")
+    model["size"] = str(model["size"]).removeprefix(f"{model['family']}-")
     return TrialConfig.from_dict(data)
 
 
+class StopOnSignal:
+    """SIGINT and SIGTERM ask the trial to checkpoint and stop at its next step; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, number: int, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(number).name
+        print(f"\n{self.received}: checkpointing at the next step (send it again to stop at once)", file=sys.stderr)
+
+    def __call__(self) -> str | None:
+        return self.received
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line that continues this run: the same one, with --resume."""
+    return shlex.join(["grscale", *argv, *([] if "--resume" in argv else ["--resume"])])
+
+
 def _train(args: argparse.Namespace) -> int:
-    from scaling.train import CHECKPOINT_EVERY_S, train_to_budget
+    from scaling.train import prepare_out_dir, resume_point, train_to_budget
 
     cfg = trial_config_from_args(args)
-    every = CHECKPOINT_EVERY_S if args.checkpoint_every is None else args.checkpoint_every
-    result = train_to_budget(cfg, args.out, resume=args.resume, checkpoint_every_s=every)
-    final = result.final
+    prepare_out_dir(args.out)
+    if args.resume:
+        point = resume_point(args.out)
+        print(f"resuming {args.out} from step {point['step']} ({point['flops']:.3g} of {cfg.budget:.3g} FLOPs)"
+              if point else f"no checkpoint in {args.out}: starting from step 0", flush=True)
+    stop = StopOnSignal()
+    try:
+        result = train_to_budget(cfg, args.out, resume=args.resume, should_stop=stop)
+    finally:
+        stop.restore()
+    name = cfg.model.preset
+    if result.status == "interrupted":
+        print(f"{name}: {result.error}; checkpoint saved in {args.out}\n"
+              f"resume with: {resume_command(sys.argv[1:])}", file=sys.stderr)
+        return 128 + signal.Signals[stop.received].value  # as a shell reports it: 130, 143
     if result.status != "done":
-        print(f"{cfg.family}-{cfg.size}: {result.status}: {final.get('error')}")
+        print(f"{name}: {result.status}: {result.error}")
         return 1
+    final = result.final
     metric = cfg.selection_metric
     tests = "  ".join(f"{k}={v:.4f}" for k, v in final.items() if k.startswith("test/") and v is not None)
-    print(f"{cfg.family}-{cfg.size} {cfg.task} on {cfg.dataset}: {final['flops']:.3g} FLOPs, {final['step']} steps, "
+    print(f"{name} {cfg.task} on {cfg.data.dataset}: {final['flops']:.3g} FLOPs, {final['step']} steps, "
           f"{final['wall_s']:.1f} s; best val/{metric} at step {final['best_step']}")
     print(f"test at best validation point: {tests}")
     print(f"rows: {result.out_dir / 'metrics.jsonl'}")

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from scaling.config import TrialConfig
 from scaling.errors import GrscaleError
-from sweeps.grid import TrialPlan, expand, short_number
+from scaling.schema import short_number
+from sweeps.grid import TrialPlan, expand
 from sweeps.spec import SweepSpec
 
 
@@ -20,19 +22,24 @@ class SizeCost:
     epoch: float  # useful FLOPs of one pass over the training split
 
 
-def size_cost(plan: TrialPlan, split) -> SizeCost:
+def size_cost(cfg: TrialConfig, split) -> SizeCost:
+    """What one step and one epoch of `cfg`'s model cost on `split`, as its trial will count them."""
     import torch
 
     from scaling.data.loader import TrainBatches
     from scaling.flops import training_flops
     from scaling.train import build_trial_model
 
-    cfg = plan.config
-    batches = TrainBatches(split.train, cfg.batch_size, cfg.max_seq_len, cfg.seed)
+    batches = TrainBatches(split.train, cfg.optim.batch_size, cfg.data.max_seq_len, cfg.seed)
     with torch.device("meta"):
         model = build_trial_model(cfg, split)
     per_batch = [training_flops(model.config, cfg.task, batch.lengths()).useful for batch in batches.epoch(0)]
     return SizeCost(step=per_batch[0], epoch=sum(per_batch))
+
+
+def _model_name(cfg: TrialConfig) -> str:
+    """The preset, with its variant where not the default (variants may differ in cost)."""
+    return cfg.model.preset if cfg.model.variant == "default" else f"{cfg.model.preset} ({cfg.model.variant})"
 
 
 def _load_split(plan: TrialPlan):
@@ -41,10 +48,13 @@ def _load_split(plan: TrialPlan):
 
     cfg = plan.config
     try:
-        log = load_dataset(cfg.dataset, Path(cfg.data_dir) if cfg.data_dir else None, cfg.synthetic, cfg.ties)
+        data_dir = Path(cfg.runtime.data_dir) if cfg.runtime.data_dir else None
+        log = load_dataset(cfg.data.dataset, data_dir, cfg.data.synthetic, cfg.data.ties,
+                           allow_modified=cfg.data.allow_modified)
         if cfg.task == "ranking" and not log.has_labels:
-            raise GrscaleError(f"dataset {cfg.dataset!r} carries no engagement labels: the ranking task needs them")
-        return make_split(log, cfg.split)
+            raise GrscaleError(f"dataset {cfg.data.dataset!r} carries no engagement labels: "
+                               f"the ranking task needs them")
+        return make_split(log, cfg.data.split)
     except GrscaleError as error:
         raise GrscaleError(f"spec.dataset: {error}") from None
 
@@ -57,10 +67,10 @@ def plan_trials(spec: SweepSpec) -> list[TrialPlan]:
     kept: list[TrialPlan] = []
     for plan in plans:
         cfg = plan.config
-        preset = f"{cfg.family}-{cfg.size}"
+        preset = _model_name(cfg)
         if preset not in costs:
             try:
-                costs[preset] = size_cost(plan, split)
+                costs[preset] = size_cost(cfg, split)
             except GrscaleError as error:
                 raise GrscaleError(f"spec.trial: {preset}: {error}") from None
         cost = costs[preset]
@@ -68,7 +78,7 @@ def plan_trials(spec: SweepSpec) -> list[TrialPlan]:
             if cfg.budget < cost.step:
                 raise GrscaleError(
                     f"spec.budgets: {short_number(cfg.budget)} FLOPs is smaller than one training step of {preset} "
-                    f"on {cfg.dataset} ({short_number(cost.step)} FLOPs at batch size {cfg.batch_size}); "
+                    f"on {cfg.data.dataset} ({short_number(cost.step)} FLOPs at batch size {cfg.optim.batch_size}); "
                     f"raise the smallest budget, drop the size, or set spec.band")
             kept.append(plan)
         elif cfg.budget >= spec.band.min_steps * cost.step and (
@@ -80,7 +90,7 @@ def plan_trials(spec: SweepSpec) -> list[TrialPlan]:
 
 
 def _check_band_leaves_every_size(spec: SweepSpec, kept: list[TrialPlan], costs: dict[str, SizeCost]) -> None:
-    running = {f"{p.config.family}-{p.config.size}" for p in kept}
+    running = {_model_name(p.config) for p in kept}
     band = spec.band
     for preset, cost in costs.items():
         if preset not in running:

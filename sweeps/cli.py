@@ -18,12 +18,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the sweep folder (default runs)")
     run.add_argument("--address", help="address of an existing Ray cluster (default: start a local Ray)")
     run.add_argument("--resume", action="store_true",
-                     help="continue the sweep in OUT/<name>: skip finished trials, resume the others from checkpoints")
+                     help="continue the sweep in OUT/<name>: skip finished trials, resume the others from checkpoints "
+                          "(SIGINT or SIGTERM checkpoints the running trials and prints this command)")
     run.add_argument("--no-wandb", action="store_true", help="no W&B runs (default: offline unless logged in)")
     run.set_defaults(func=_run)
 
-    status = commands.add_parser("status", help="trials done/running/pending/diverged/failed and FLOPs spent",
-                                 description="Read a sweep folder (OUT/<name>) and print its progress table.")
+    status = commands.add_parser(
+        "status", help="trials done/running/interrupted/pending/diverged/failed and FLOPs spent",
+        description="Read a sweep folder (OUT/<name>) and print its progress table. A started, unfinished trial "
+                    "is running while a `sweep run` holds the folder, else interrupted (continue it with --resume).")
     status.add_argument("dir", type=Path, metavar="DIR", help="the sweep folder, e.g. runs/synthetic-small")
     status.set_defaults(func=_status)
 
@@ -36,8 +39,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from sweeps.status import format_status, load_sweep, sweep_status
+    # sweeps.status reads the folder only: no torch, no Ray, no data (a test holds it to that).
+    from sweeps.status import format_status, load_sweep, sweep_holder, sweep_status, unlisted_finished
 
-    name, plans = load_sweep(args.dir)
-    print(format_status(name, sweep_status(args.dir, plans)))
+    name, trials = load_sweep(args.dir)
+    holder = sweep_holder(args.dir)
+    if holder:
+        print(f"running: a `grscale sweep run` holds this folder ({holder})")
+    print(format_status(name, sweep_status(args.dir, trials, live=holder is not None),
+                        unlisted_finished(args.dir, trials)))
     return 0

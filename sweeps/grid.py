@@ -1,11 +1,13 @@
-"""A spec expanded into trials, each with a deterministic id from its coordinates
-(`hstu-s-C3e13-seed0`, `-lr3e-3` appended where the size has an lr grid)."""
+"""A spec expanded into trials, each with a deterministic id from its coordinates:
+`hstu-s-C3e13-seed0`, with `-paper` appended for a variant other than the default and `-lr3e-3`
+where the size has an lr grid."""
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
+from scaling import typed
+from scaling.schema import short_number
 from scaling.config import TrialConfig
 from scaling.errors import GrscaleError
 from sweeps.spec import BudgetRange, SweepSpec
@@ -15,13 +17,6 @@ from sweeps.spec import BudgetRange, SweepSpec
 class TrialPlan:
     trial_id: str
     config: TrialConfig
-    lr: float | None = None  # the lr-grid value, None where the size has no grid
-
-
-def short_number(value: float) -> str:
-    """3 significant digits, no '+' or leading zeros in the exponent: 3e13, 3.16e8, 1e-3."""
-    mantissa, exponent = f"{value:.2e}".split("e")
-    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def budget_values(spec: SweepSpec) -> list[float]:
@@ -42,29 +37,39 @@ def seeds_for(spec: SweepSpec, budget: float) -> list[int]:
     return list(spec.seeds)
 
 
-def trial_id(family: str, size: str, budget: float, seed: int, lr: float | None = None) -> str:
+def trial_id(family: str, size: str, budget: float, seed: int, variant: str = "default",
+             lr: float | None = None) -> str:
     name = f"{family}-{size}-C{short_number(budget)}-seed{seed}"
+    if variant != "default":
+        name += f"-{variant}"
     return name if lr is None else f"{name}-lr{short_number(lr)}"
 
 
 def expand(spec: SweepSpec) -> list[TrialPlan]:
-    """Every trial of the grid: families x sizes x budgets x seeds (x lr grid), in that order."""
-    shared = {**spec.trial, "task": spec.task, "dataset": spec.dataset,
-              "synthetic": dataclasses.asdict(spec.synthetic), "progress": False}
+    """Every trial of the grid: families x sizes x budgets x seeds x variants (x lr grid), in that order."""
+    shared = typed.merge(spec.trial, {
+        "task": spec.task,
+        "data": {"dataset": spec.dataset, "synthetic": typed.to_mapping(spec.synthetic)},
+        "runtime": {"progress": False, "threads": max(1, int(spec.resources.cpus))},
+    })
+    shared_overrides = shared.get("model", {}).get("overrides", {})
     plans: list[TrialPlan] = []
     for family, sizes in spec.families.items():
-        for size in map(str, sizes):
+        overrides = {**shared_overrides, **spec.model_overrides.get(family, {})}
+        for size in sizes:
             lrs: list[float | None] = list(spec.lr_grid.get(family, {}).get(size, [])) or [None]
             for budget in budget_values(spec):
                 for seed in seeds_for(spec, budget):
-                    overrides = {**shared.get("model_overrides", {}), **spec.model_overrides.get(family, {})}
-                    base = TrialConfig.from_dict({**shared, "family": family, "size": size, "budget": budget,
-                                                  "seed": seed, "model_overrides": overrides})
-                    for lr in lrs:
-                        config = base if lr is None else dataclasses.replace(
-                            base, optim=dataclasses.replace(base.optim, lr=lr))
-                        plans.append(TrialPlan(trial_id=trial_id(family, size, budget, seed, lr), config=config,
-                                               lr=lr))
+                    for variant in spec.variants.get(family, ["default"]):
+                        for lr in lrs:
+                            coordinates = {"budget": budget, "seed": seed,
+                                           "model": {"family": family, "size": size, "variant": variant,
+                                                     "overrides": overrides}}
+                            if lr is not None:
+                                coordinates["optim"] = {"lr": lr}
+                            config = TrialConfig.from_dict(typed.merge(shared, coordinates), "spec.trial")
+                            plans.append(TrialPlan(trial_id=trial_id(family, size, budget, seed, variant, lr),
+                                                   config=config))
     ids = [p.trial_id for p in plans]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:

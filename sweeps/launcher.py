@@ -1,15 +1,25 @@
 """`grscale sweep run`: validate a spec, expand it, and run its unfinished trials under Ray Tune.
 
-Layout of `<out>/<sweep>/`: spec.yaml (what was launched), trials/<trial_id>/ (one scaling.train
-run folder each), tune/ (Tune's storage) and results.parquet. Resume is per trial, from the
-trial folders: finished trials are skipped, the others restart from their own checkpoint; so
-a sweep also resumes after a SIGKILL, which leaves Tune's experiment state behind.
+Layout of `<out>/<sweep>/`: spec.yaml (what was launched), plan.json (its trials), trials/<trial_id>/
+(one scaling.train run folder each), tune/ (Tune's storage), results.parquet, and .lock, held by
+the one `sweep run` working there. Resume is per trial, from the trial folders: finished trials
+are skipped, the others continue from their own checkpoint; so a sweep also resumes after a
+SIGKILL, which leaves Tune's experiment state behind.
+
+SIGINT or SIGTERM (Ctrl-C, a scheduler's preemption) stops the sweep cleanly: every running trial
+checkpoints at its next step and stops (see sweeps/trainable.py), no new trial starts, Ray shuts
+down, and the command exits 130 / 143 printing the command that resumes it. A second signal stops
+at once; trials then resume from their last checkpoint.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import secrets
+import shlex
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,29 +31,55 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 # Tune's default loggers include TensorBoard's, which warns on every NaN metric; rows are in
 # metrics.jsonl anyway, so only Tune's JSON logger is kept (added explicitly in _tuner).
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+# Tune's own SIGINT handler ends the run loop, kills the running trials unsaved and advises
+# `Tuner.restore`; the sweep handles SIGINT itself (SweepSignals), so Tune must not take it over.
+os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
 
 import ray  # noqa: E402
 import yaml  # noqa: E402
 from ray import tune  # noqa: E402
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: E402
 
 from scaling.data.cache import atomic_write  # noqa: E402
 from scaling.errors import GrscaleError  # noqa: E402
+from scaling.schema import FINISHED, RUN_INFO_FILE, SPEC_FILE, STOP_FILE, TRIALS_DIR  # noqa: E402
+from scaling.typed import differences  # noqa: E402
 from sweeps.check import plan_trials  # noqa: E402
 from sweeps.grid import TrialPlan, expand  # noqa: E402
-from sweeps.outcome import FINISHED, read_outcome, record_failure  # noqa: E402
-from sweeps.results import TRIALS_DIR, write_results  # noqa: E402
+from sweeps.outcome import read_outcome, record_failure  # noqa: E402
+from sweeps.results import write_results  # noqa: E402
 from sweeps.spec import SweepSpec, load_spec  # noqa: E402
-from sweeps.status import SPEC_FILE, format_status, sweep_status  # noqa: E402
-from sweeps.trainable import TrialPayload, run_trial  # noqa: E402
+from sweeps.status import (format_status, hold_sweep, planned, sweep_status, trial_folders,  # noqa: E402
+                           unlisted_finished, write_plan)
+from sweeps.trainable import StopFile, TrialPayload, run_trial  # noqa: E402
 from sweeps.wandb_logging import WandbSettings, resolve_mode  # noqa: E402
+
+# fit() ends by reading every trial's Tune results into a ResultGrid, which the sweep does not use
+# (the trial folders are its record); after a stop it warns about each trial that was about to
+# start and never reported: nothing the user needs to know.
+logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+
+DEFAULT_OUT = Path("runs")
 
 
 @dataclass(frozen=True, kw_only=True)
 class LaunchOptions:
-    out: Path = Path("runs")
+    out: Path = DEFAULT_OUT
     address: str | None = None  # an existing Ray cluster; None starts a local Ray
     resume: bool = False
     wandb: bool = True
+
+
+def resume_command(spec_path: Path, options: LaunchOptions) -> str:
+    """The command that continues this sweep: the same folder, cluster and W&B choice, with --resume."""
+    words = ["grscale", "sweep", "run", str(spec_path)]
+    if options.out != DEFAULT_OUT:
+        words += ["--out", str(options.out)]
+    if options.address:
+        words += ["--address", options.address]
+    if not options.wandb:
+        words.append("--no-wandb")
+    return shlex.join([*words, "--resume"])
 
 
 def _tune_dirname(trial) -> str:
@@ -51,24 +87,35 @@ def _tune_dirname(trial) -> str:
 
 
 class ProgressPrinter(tune.Callback):
-    """One line per finished trial; the results table is rewritten after each."""
+    """One line per finished or interrupted trial; the results table is rewritten after each.
+    It also knows which trials are running, for StopWhenIdle."""
 
     def __init__(self, spec: SweepSpec, sweep_dir: Path, plans: list[TrialPlan], already_done: int) -> None:
         self.spec, self.sweep_dir, self.plans = spec, sweep_dir, plans
         self.by_id = {p.trial_id: p for p in plans}
         self.done = already_done
+        self.running: set[str] = set()
 
-    def _finished(self, trial_id: str, row: dict) -> None:
+    def _ended(self, trial_id: str, row: dict) -> None:
+        self.running.discard(trial_id)
+        outcome = read_outcome(self.sweep_dir / TRIALS_DIR / trial_id)
+        if outcome.state == "pending":  # the sweep was stopping: the trial returned before it started
+            return
+        if outcome.state not in FINISHED:
+            print(f"      {trial_id}  {outcome.state}  {outcome.error or ''}", flush=True)
+            return
         self.done += 1
         metric = f"test/{self.by_id[trial_id].config.selection_metric}"
-        status = read_outcome(self.sweep_dir / TRIALS_DIR / trial_id).state
-        detail = f"{metric}={row[metric]:.4f}" if isinstance(row.get(metric), float) else str(row.get("error"))
-        print(f"[{self.done}/{len(self.plans)}] {trial_id}  {status}  {detail}  ({row.get('wall_s') or 0:.1f} s)",
-              flush=True)
-        write_results(self.sweep_dir, self.spec.name, self.plans)
+        detail = f"{metric}={row[metric]:.4f}" if isinstance(row.get(metric), float) else str(outcome.error)
+        print(f"[{self.done}/{len(self.plans)}] {trial_id}  {outcome.state}  {detail}  "
+              f"({row.get('wall_s') or 0:.1f} s)", flush=True)
+        write_results(self.sweep_dir, self.spec.name, self.spec.select_on)
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.running.add(trial.config["trial_id"])
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._finished(trial.config["trial_id"], trial.last_result)
+        self._ended(trial.config["trial_id"], trial.last_result)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         """The trainable records its own errors; this catches what kills it (a worker that died)."""
@@ -78,24 +125,142 @@ class ProgressPrinter(tune.Callback):
             error = trial.get_error()
             message = str(error).strip().splitlines()[0] if error else "the trial's Ray worker failed"
             record_failure(trial_dir, plan.config, message)
-        self._finished(plan.trial_id, {"error": read_outcome(trial_dir).error})
+        self._ended(plan.trial_id, {})
 
 
-def _check_finished(sweep_dir: Path, plans: list[TrialPlan], resume: bool) -> list[TrialPlan]:
-    """The finished trials; without --resume any is an error (results are never overwritten)."""
-    finished = [p for p in plans if read_outcome(sweep_dir / TRIALS_DIR / p.trial_id).state in FINISHED]
-    if finished and not resume:
-        raise GrscaleError(f"{sweep_dir} already holds {len(finished)} finished trial(s): pass --resume to continue "
-                           f"that sweep (finished trials are kept), or choose another --out")
-    for plan in finished:
-        info_path = sweep_dir / TRIALS_DIR / plan.trial_id / "run_info.json"
-        planned = json.loads(json.dumps(plan.config.to_dict()))  # as run_info.json holds it (tuples as lists)
-        if info_path.exists() and json.loads(info_path.read_text())["config"] != planned:
-            raise GrscaleError(f"trial {plan.trial_id} finished with a different config than the spec now gives: "
-                               f"restore the spec, or run the changed sweep under another --out or name")
-    return finished
+class StopWhenIdle(tune.Stopper):
+    """Ends the experiment once a stop was requested and no trial runs any more: the running ones
+    first checkpoint and return by themselves (stopping them here would kill them unsaved), and the
+    pending ones are then dropped unstarted."""
+
+    def __init__(self, signals: SweepSignals, printer: ProgressPrinter) -> None:
+        self.signals, self.printer = signals, printer
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.signals.received is not None and not self.printer.running
 
 
+class SweepSignals:
+    """SIGINT and SIGTERM: the first asks every trial to checkpoint and stop (the stop file), the
+    second stops at once (KeyboardInterrupt out of Tune's loop). Installed after ray.init, so it
+    replaces the SIGTERM handler Ray's core worker installs (which prints a C++ stack and exits)."""
+
+    def __init__(self, stop: StopFile) -> None:
+        self.stop = stop
+        self.received: str | None = None
+        self.at_once = False
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, number: int, frame) -> None:
+        name = signal.Signals(number).name
+        if self.received is not None:
+            self.at_once = True
+            print(f"\n{name} again: stopping at once (trials resume from their last checkpoint)",
+                  file=sys.stderr, flush=True)
+            raise KeyboardInterrupt
+        self.received = name
+        self.stop.request(name)
+        print(f"\n{name}: every running trial checkpoints at its next step and stops; no new trial starts "
+              f"(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            # None: a handler installed outside Python (Ray's); the default is what remains to restore.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+# --- the sweep folder -----------------------------------------------------------------------------
+def _ran_with(trial_dir: Path) -> dict | None:
+    """The identity (config without runtime) a trial folder's run started with."""
+    info = trial_dir / RUN_INFO_FILE
+    if not info.exists():
+        return None
+    return {k: v for k, v in json.loads(info.read_text())["config"].items() if k != "runtime"}
+
+
+@dataclass(frozen=True)
+class FolderState:
+    finished: list[TrialPlan]  # planned trials that finished: not rerun
+    unlisted: list[str]  # finished trials the spec no longer lists: kept in the results
+
+
+def check_folder(sweep_dir: Path, plans: list[TrialPlan], resume: bool) -> FolderState:
+    """What the folder holds; without --resume any started trial is an error (results are never
+    overwritten), and with it a trial whose config the spec has since changed is one too."""
+    outcomes = {d.name: read_outcome(d).state for d in trial_folders(sweep_dir)}
+    started = {name: state for name, state in outcomes.items() if state != "pending"}
+    if started and not resume:
+        finished = sum(state in FINISHED for state in started.values())
+        counts = ((finished, "finished"), (len(started) - finished, "unfinished"))
+        held = " and ".join(f"{n} {what}" for n, what in counts if n)
+        raise GrscaleError(f"{sweep_dir} already holds {held} trial(s): pass --resume to continue that sweep "
+                           f"(finished trials are kept), or choose another --out")
+    for plan in plans:
+        if plan.trial_id not in started:
+            continue
+        ran = _ran_with(sweep_dir / TRIALS_DIR / plan.trial_id)
+        changed = differences(ran, plan.config.identity()) if ran is not None else []
+        if changed:
+            how = "finished" if started[plan.trial_id] in FINISHED else "started"
+            raise GrscaleError(f"trial {plan.trial_id} {how} with a different config than the spec now gives "
+                               f"({'; '.join(changed)}): restore the spec, or run the changed sweep under another "
+                               f"--out or name")
+    finished = [p for p in plans if outcomes.get(p.trial_id) in FINISHED]
+    return FolderState(finished=finished, unlisted=unlisted_finished(sweep_dir, [planned(p) for p in plans]))
+
+
+# --- a cluster's nodes must share the sweep folder ------------------------------------------------
+@dataclass(frozen=True)
+class Probe:
+    node: str  # "hostname (ip)"
+    path: Path  # the file its worker was asked to write into the sweep folder
+    error: str | None = None  # why it could not
+
+
+@ray.remote(num_cpus=0)
+def _write_probe(path: str) -> str | None:
+    try:
+        Path(path).write_text("grscale sweep folder probe\n")
+        return None
+    except OSError as error:
+        return f"{type(error).__name__}: {error.strerror or error}"
+
+
+def probe_nodes(sweep_dir: Path, timeout_s: float = 120.0) -> list[Probe]:
+    """A tiny task pinned to every alive node writes a probe file into the sweep folder."""
+    # A fresh name each time: the driver never looked it up before, so no file system (NFS's
+    # negative lookup cache) can answer from a stale "absent".
+    token = secrets.token_hex(4)
+    probes, refs = [], []
+    for node in (n for n in ray.nodes() if n["Alive"]):
+        path = sweep_dir / f".probe-{token}-{node['NodeID'][:8]}"
+        strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
+        refs.append(_write_probe.options(scheduling_strategy=strategy).remote(str(path)))
+        probes.append(Probe(node=f"{node['NodeManagerHostname']} ({node['NodeManagerAddress']})", path=path))
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    return [Probe(probe.node, probe.path, ray.get(ref) if ref in ready else f"no answer within {timeout_s:.0f} s")
+            for probe, ref in zip(probes, refs)]
+
+
+def check_probes(sweep_dir: Path, probes: list[Probe]) -> None:
+    """Every node wrote its probe where the driver sees it; else one error naming the node and the folder."""
+    try:
+        for probe in probes:
+            if probe.error is None and probe.path.exists():
+                continue
+            why = (f"its workers cannot write there ({probe.error})" if probe.error
+                   else "what its workers write there does not reach this machine")
+            raise GrscaleError(f"node {probe.node}: {why}: the sweep folder {sweep_dir} must be on a file system "
+                               f"every node shares, at the same path (choose such an --out)")
+    finally:
+        for probe in probes:
+            probe.path.unlink(missing_ok=True)
+
+
+# --- the run ----------------------------------------------------------------------------------------
 def _start_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
@@ -105,7 +270,8 @@ def _start_ray(address: str | None) -> None:
                  logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
 
 
-def _tuner(spec: SweepSpec, sweep_dir: Path, todo: list[TrialPlan], payloads: dict, callback) -> tune.Tuner:
+def _tuner(spec: SweepSpec, sweep_dir: Path, todo: list[TrialPlan], payloads: dict, printer: ProgressPrinter,
+           stopper: StopWhenIdle) -> tune.Tuner:
     resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
     trainable = tune.with_resources(tune.with_parameters(run_trial, payloads=payloads), resources)
     return tune.Tuner(
@@ -113,44 +279,79 @@ def _tuner(spec: SweepSpec, sweep_dir: Path, todo: list[TrialPlan], payloads: di
         param_space={"trial_id": tune.grid_search([p.trial_id for p in todo])},
         tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent_trials, reuse_actors=True,
                                     trial_dirname_creator=_tune_dirname),
-        run_config=tune.RunConfig(storage_path=str(sweep_dir), name="tune", verbose=0,
-                                  callbacks=[callback, tune.logger.JsonLoggerCallback()],
+        run_config=tune.RunConfig(storage_path=str(sweep_dir), name="tune", verbose=0, stop=stopper,
+                                  callbacks=[printer, tune.logger.JsonLoggerCallback()],
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
 
 
+def _run_trials(spec: SweepSpec, sweep_dir: Path, plans: list[TrialPlan], todo: list[TrialPlan],
+                options: LaunchOptions, already_done: int) -> SweepSignals:
+    """Run `todo` under Ray Tune until they end or a signal stops them; what was received says which."""
+    mode = resolve_mode(options.wandb)
+    settings = WandbSettings(mode=mode, project=spec.wandb.project, entity=spec.wandb.entity,
+                             group=spec.name) if mode else None
+    stop = StopFile(sweep_dir / STOP_FILE)
+    payloads = {p.trial_id: TrialPayload(trial_id=p.trial_id, config=p.config.to_dict(), resume=options.resume,
+                                         trial_dir=str(sweep_dir / TRIALS_DIR / p.trial_id),
+                                         stop_file=str(stop.path), wandb=settings)
+                for p in todo}
+    _start_ray(options.address)
+    signals = SweepSignals(stop)
+    try:
+        if options.address:
+            probes = probe_nodes(sweep_dir)
+            check_probes(sweep_dir, probes)
+            print(f"sweep folder shared by the cluster's {len(probes)} node(s)", flush=True)
+        printer = ProgressPrinter(spec, sweep_dir, plans, already_done)
+        _tuner(spec, sweep_dir, todo, payloads, printer, StopWhenIdle(signals, printer)).fit()
+    except KeyboardInterrupt:
+        if not signals.at_once:  # not the second signal's
+            raise
+    finally:
+        ray.shutdown()
+        signals.restore()
+        stop.clear()
+    return signals
+
+
 def run_sweep(spec_path: Path, options: LaunchOptions) -> int:
-    """Run every unfinished trial of the spec; 0 if all finished and none failed, else 1."""
+    """Run every unfinished trial of the spec: 0 if all finished and none failed, 130 / 143 if a
+    signal stopped it, else 1."""
     spec = load_spec(spec_path)
     plans = plan_trials(spec)
     sweep_dir = options.out.resolve() / spec.name
-    finished = _check_finished(sweep_dir, plans, options.resume)
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    with hold_sweep(sweep_dir):
+        return _run_held(spec, spec_path, plans, sweep_dir, options)
+
+
+def _run_held(spec: SweepSpec, spec_path: Path, plans: list[TrialPlan], sweep_dir: Path,
+              options: LaunchOptions) -> int:
+    folder = check_folder(sweep_dir, plans, options.resume)
+    StopFile(sweep_dir / STOP_FILE).clear()  # left by a sweep killed while it stopped: no trial would run
     atomic_write(sweep_dir / SPEC_FILE, lambda h: h.write(yaml.safe_dump(spec.to_dict(), sort_keys=False).encode()))
+    trials = [planned(p) for p in plans]
+    write_plan(sweep_dir, trials)
     # Largest budgets first: the long trials start early and short ones fill the gaps at the end,
     # so fewer slots idle while the last trial runs (longest-processing-time-first scheduling).
-    todo = sorted((p for p in plans if p not in finished), key=lambda p: -p.config.budget)
-    mode = resolve_mode(options.wandb)
+    todo = sorted((p for p in plans if p not in folder.finished), key=lambda p: -p.config.budget)
     where = options.address or "a local Ray"
     band = f" (spec.band keeps {len(plans)} of the grid's {len(expand(spec))})" if spec.band else ""
-    print(f"sweep {spec.name}: {len(plans)} trials{band} ({len(finished)} finished before, {len(todo)} to run) on {where}; "
-          f"W&B {mode or 'off'}; folder {sweep_dir}", flush=True)
-    if todo:
-        settings = WandbSettings(mode=mode, project=spec.wandb.project, entity=spec.wandb.entity,
-                                 group=spec.name) if mode else None
-        payloads = {p.trial_id: TrialPayload(trial_id=p.trial_id, config=p.config.to_dict(), resume=options.resume,
-                                             trial_dir=str(sweep_dir / TRIALS_DIR / p.trial_id), wandb=settings,
-                                             threads=max(1, int(spec.resources.cpus)))
-                    for p in todo}
-        _start_ray(options.address)
-        try:
-            callback = ProgressPrinter(spec, sweep_dir, plans, already_done=len(finished))
-            _tuner(spec, sweep_dir, todo, payloads, callback).fit()
-        finally:
-            ray.shutdown()
-    results = write_results(sweep_dir, spec.name, plans)
-    table = sweep_status(sweep_dir, plans)
-    print(format_status(spec.name, table))
+    print(f"sweep {spec.name}: {len(plans)} trials{band} ({len(folder.finished)} finished before, {len(todo)} to run) "
+          f"on {where}; W&B {resolve_mode(options.wandb) or 'off'}; folder {sweep_dir}", flush=True)
+    if folder.unlisted:
+        print(f"{len(folder.unlisted)} finished trial(s) the spec no longer lists, kept in the results: "
+              f"{', '.join(folder.unlisted)}", flush=True)
+    signals = _run_trials(spec, sweep_dir, plans, todo, options, len(folder.finished)) if todo else None
+    results = write_results(sweep_dir, spec.name, spec.select_on)
+    table = sweep_status(sweep_dir, trials, live=False)
+    print(format_status(spec.name, table, folder.unlisted))
     print(f"results: {results}")
+    if signals is not None and signals.received is not None:
+        how = "stopped at once" if signals.at_once else "stopped; its running trials checkpointed"
+        print(f"sweep {spec.name}: {how} ({signals.received})\nresume with: {resume_command(spec_path, options)}",
+              file=sys.stderr)
+        return 128 + signal.Signals[signals.received].value  # as a shell reports it: 130, 143
     counts = table["total"].counts
     return 0 if counts["done"] + counts["diverged"] == len(plans) else 1

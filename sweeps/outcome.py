@@ -1,28 +1,35 @@
 """What a trial folder says about its trial: its state, FLOPs spent and rows; and how a failure is
 recorded there (status.json `failed`, plus a final row with the error), so that `sweep status`,
-the results table and `--resume` all read one source of truth."""
+the results table and `--resume` all read one source of truth.
+
+Reading a folder needs the standard library only (`sweep status` loads neither torch nor numpy).
+"""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from scaling.config import TrialConfig
-from scaling.data.cache import atomic_write
-from scaling.reporting import JsonlReporter, Reporter, read_rows
-from scaling.train import METRICS
+from scaling.schema import METRICS_FILE, RUN_INFO_FILE, STATUS_FILE
 
-FINISHED = ("done", "diverged", "failed")
-STATES = ("done", "running", "pending", "diverged", "failed")
-STATUS_FILE = "status.json"
+if TYPE_CHECKING:
+    from scaling.config import TrialConfig
+    from scaling.reporting import Reporter
+
+STARTED = "started"  # run_info.json or rows, no status.json: running, or killed before it could say so
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrialOutcome:
-    state: str  # one of STATES; "running" = started and unfinished (interrupted if no sweep is running)
-    flops: float  # spent, as of the last finished evaluation
+    state: str  # a status.json status (schema.FINISHED or "interrupted"), STARTED or "pending"
+    flops: float  # spent, as of the last status or finished evaluation
     error: str | None = None
+
+
+def _last_row(metrics: Path) -> dict[str, Any]:
+    lines = [line for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+    return json.loads(lines[-1]) if lines else {}
 
 
 def read_outcome(trial_dir: Path) -> TrialOutcome:
@@ -30,10 +37,9 @@ def read_outcome(trial_dir: Path) -> TrialOutcome:
     if status_path.exists():
         status = json.loads(status_path.read_text())
         return TrialOutcome(state=status["status"], flops=float(status.get("flops") or 0.0), error=status.get("error"))
-    metrics = trial_dir / METRICS
-    if metrics.exists() or (trial_dir / "run_info.json").exists():
-        rows = read_rows(metrics) if metrics.exists() else []
-        return TrialOutcome(state="running", flops=float(rows[-1]["flops"]) if rows else 0.0)
+    metrics = trial_dir / METRICS_FILE
+    if metrics.exists() or (trial_dir / RUN_INFO_FILE).exists():
+        return TrialOutcome(state=STARTED, flops=float(_last_row(metrics).get("flops") or 0.0))
     return TrialOutcome(state="pending", flops=0.0)
 
 
@@ -48,14 +54,29 @@ def error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
-def record_failure(trial_dir: Path, cfg: TrialConfig, error: str, reporters: Iterable[Reporter] = ()) -> None:
-    """Close a trial as failed: a final row carrying the error (also sent to `reporters`) and status.json."""
+def recorded_node(trial_dir: Path) -> str | None:
+    """The machine that ran the trial, as its run_info.json says."""
+    info = trial_dir / RUN_INFO_FILE
+    return json.loads(info.read_text()).get("node") if info.exists() else None
+
+
+def record_failure(trial_dir: Path, cfg: TrialConfig, error: str, reporters: Iterable[Reporter] = (),
+                   node: str | None = None) -> None:
+    """Close a trial as failed: a final row carrying the error (also sent to `reporters`) and status.json.
+
+    `node` is the machine the trial failed on; the driver, recording a worker that died, passes
+    none and the trial's own record (its last row, else run_info.json) names it."""
+    from scaling.data.cache import atomic_write
+    from scaling.reporting import JsonlReporter
+
     trial_dir.mkdir(parents=True, exist_ok=True)
-    metrics = trial_dir / METRICS
-    last: dict[str, Any] = read_rows(metrics)[-1] if metrics.exists() and metrics.stat().st_size else {}
-    row = {"family": cfg.family, "size": cfg.size, "task": cfg.task, "dataset": cfg.dataset, "seed": cfg.seed,
-           "budget": cfg.budget, "flops": last.get("flops", 0.0), "step": last.get("step", 0),
-           "wall_s": last.get("wall_s", 0.0), "status": "failed", "error": error, "eval_kind": "final"}
+    metrics = trial_dir / METRICS_FILE
+    last = _last_row(metrics)
+    row = {"family": cfg.model.family, "size": cfg.model.size, "task": cfg.task, "dataset": cfg.data.dataset,
+           "split": cfg.data.split, "seed": cfg.seed, "budget": cfg.budget, **cfg.setting,
+           "flops": last.get("flops", 0.0), "step": last.get("step", 0),
+           "wall_s": last.get("wall_s", 0.0), "status": "failed", "error": error, "eval_kind": "final",
+           "node": node or last.get("node") or recorded_node(trial_dir)}
     for reporter in (JsonlReporter(metrics), *reporters):
         reporter.report(row)
     payload = json.dumps({"status": "failed", "error": error, "flops": row["flops"], "step": row["step"]})

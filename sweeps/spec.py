@@ -1,8 +1,9 @@
 """A sweep spec: typed, keyword-only dataclasses loaded strictly from YAML.
 
-Structure and names are checked here (no torch): unknown keys, families, presets, budgets and
-seeds. The check that needs the data (a budget smaller than one training step of a size) lives
-in sweeps/check.py, and the expansion into trials in sweeps/grid.py.
+Every value is checked against its field's type when loaded (scaling.typed), the shared `trial:`
+block as a typed partial of scaling.config.TrialConfig; then names are checked here: families,
+presets, variants, budgets, seeds. The check that needs the data (a budget smaller than one
+training step of a size) lives in sweeps/check.py, and the expansion into trials in sweeps/grid.py.
 """
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from typing import Any
 
 import yaml
 
-from scaling.config import TrialConfig
+from scaling import schema, typed
+from scaling.config import MOVED, TrialConfig
 from scaling.data.synthetic import SyntheticConfig
 from scaling.errors import GrscaleError
 
-# Trial fields a spec sets through its own keys (or the grid), never through `trial:`.
-GRID_FIELDS = ("family", "size", "budget", "seed", "task", "dataset", "synthetic", "progress")
+# Trial fields a spec sets through its own keys (or the grid), never under `trial:`: path -> spec key.
+OWNED = {"task": "task", "budget": "budgets", "seed": "seeds", "model.family": "families",
+         "model.size": "families", "model.variant": "variants", "data.dataset": "dataset",
+         "data.synthetic": "synthetic", "runtime.progress": "(off in sweeps)", "runtime.threads": "resources.cpus"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,51 +77,29 @@ class SweepSpec:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     task: str = "retrieval"
     lr_grid: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # family -> size -> peak lrs
+    variants: dict[str, list[str]] = field(default_factory=dict)  # family -> model variants (default: default)
     # family -> model config fields over its presets, e.g. {"hstu": {"query_time": "target"}}
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    trial: dict[str, Any] = field(default_factory=dict)  # TrialConfig fields shared by every trial
+    trial: dict[str, Any] = field(default_factory=dict)  # TrialConfig sections shared by every trial
+    select_on: str = "validation"  # what picks the setting and size per budget; "test" only by choice
     resources: Resources = field(default_factory=Resources)
     max_concurrent_trials: int | None = None  # None: as many as the cluster's resources allow
     wandb: WandbSpec = field(default_factory=WandbSpec)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-_NESTED = {"extra_seeds": ExtraSeeds, "band": Band, "synthetic": SyntheticConfig, "resources": Resources, "wandb": WandbSpec}
-
-
-def _build(cls, data: Any, where: str):
-    if not isinstance(data, dict):
-        raise GrscaleError(f"{where}: expected a mapping, got {type(data).__name__}")
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise GrscaleError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    try:
-        return cls(**data)
-    except TypeError as error:  # a required key is missing
-        raise GrscaleError(f"{where}: {error}") from None
+        return typed.to_mapping(self)
 
 
 def spec_from_dict(data: Any) -> SweepSpec:
     """A validated spec from a mapping (as loaded from YAML); the first problem raises, naming its field."""
-    values = dict(_build(SweepSpec, data, "spec").__dict__)
-    for name, cls in _NESTED.items():
-        value = values[name]
-        if isinstance(value, dict):
-            values[name] = _build(cls, value, f"spec.{name}")
-        elif not (isinstance(value, cls) or (value is None and name in ("extra_seeds", "band"))):
-            raise GrscaleError(f"spec.{name}: expected a mapping, got {value!r}")
-    values["budgets"] = _budgets(values["budgets"])
-    values["lr_grid"] = _lr_grid(values["lr_grid"])
-    if values["extra_seeds"] is not None:
-        extra = values["extra_seeds"]
-        values["extra_seeds"] = ExtraSeeds(seeds=extra.seeds, below=_number(extra.below, "spec.extra_seeds.below"))
-    if values["band"] is not None:
-        values["band"] = _band(values["band"])
-    spec = SweepSpec(**values)
+    spec = typed.from_mapping(SweepSpec, data, "spec")
+    trial = typed.check_partial(TrialConfig, spec.trial, "spec.trial", MOVED)
+    spec = dataclasses.replace(spec, trial={k: typed.to_mapping(v) if dataclasses.is_dataclass(v) else v
+                                            for k, v in trial.items()})
     validate_spec(spec)
+    from sweeps.grid import expand
+
+    expand(spec)  # every trial's config, checked as the trainer will read it
     return spec
 
 
@@ -129,149 +111,122 @@ def load_spec(path: Path) -> SweepSpec:
     return spec_from_dict(data)
 
 
-def _number(value: Any, where: str) -> float:
-    # PyYAML reads 1e8 (no dot) as a string: accept numeric strings, reject the rest.
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise GrscaleError(f"{where}: expected a number, got {value!r}") from None
-    if not 0 < number < float("inf"):
-        raise GrscaleError(f"{where}: expected a positive finite number, got {value!r}")
-    return number
+def _positive(value: float, where: str) -> None:
+    if not value > 0:
+        raise GrscaleError(f"{where}: expected a positive number, got {value!r}")
 
 
-def _budgets(budgets: Any) -> list[float] | BudgetRange:
-    if isinstance(budgets, dict):
-        span = _build(BudgetRange, budgets, "spec.budgets")
-        low, high = _number(span.min, "spec.budgets.min"), _number(span.max, "spec.budgets.max")
-        if high < low:
-            raise GrscaleError(f"spec.budgets: max {high:g} is below min {low:g}")
-        if not isinstance(span.per_decade, int) or span.per_decade < 1:
-            raise GrscaleError(f"spec.budgets.per_decade: expected an integer >= 1, got {span.per_decade!r}")
-        return BudgetRange(min=low, max=high, per_decade=span.per_decade)
-    if isinstance(budgets, list) and budgets:
-        return [_number(budget, "spec.budgets") for budget in budgets]
-    raise GrscaleError(f"spec.budgets: expected a non-empty list of FLOPs (an empty one gives zero trials) or "
-                       f"{{min, max, per_decade}}, got {budgets!r}")
+def _check_budgets(budgets: list[float] | BudgetRange) -> None:
+    if isinstance(budgets, BudgetRange):
+        _positive(budgets.min, "spec.budgets.min")
+        _positive(budgets.max, "spec.budgets.max")
+        if budgets.max < budgets.min:
+            raise GrscaleError(f"spec.budgets: max {budgets.max:g} is below min {budgets.min:g}")
+        if budgets.per_decade < 1:
+            raise GrscaleError(f"spec.budgets.per_decade: expected an integer >= 1, got {budgets.per_decade!r}")
+        return
+    if not budgets:
+        raise GrscaleError("spec.budgets: expected a non-empty list of FLOPs (an empty one gives zero trials) or "
+                           "{min, max, per_decade}")
+    for budget in budgets:
+        _positive(budget, "spec.budgets")
 
 
-def _band(band: Band) -> Band:
-    steps = band.min_steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise GrscaleError(f"spec.band.min_steps: expected an integer >= 1, got {steps!r}")
-    epochs = None if band.max_epochs is None else _number(band.max_epochs, "spec.band.max_epochs")
-    return Band(min_steps=steps, max_epochs=epochs)
-
-
-def _lr_grid(grid: Any) -> dict[str, dict[str, list[float]]]:
-    if not isinstance(grid, dict):
-        raise GrscaleError("spec.lr_grid: expected a mapping family -> size -> list of learning rates")
-    result = {}
-    for family, per_size in grid.items():
-        if not isinstance(per_size, dict):
-            raise GrscaleError(f"spec.lr_grid.{family}: expected a mapping size -> list of learning rates")
-        result[family] = {}
-        for size, lrs in per_size.items():
-            if not isinstance(lrs, list) or not lrs:
-                raise GrscaleError(f"spec.lr_grid.{family}.{size}: expected a non-empty list of learning rates")
-            result[family][str(size)] = [_number(lr, f"spec.lr_grid.{family}.{size}") for lr in lrs]
-    return result
-
-
-def _check_seeds(values: Any, where: str) -> None:
-    if not isinstance(values, list) or not values:
-        raise GrscaleError(f"{where}: expected a non-empty list of integer seeds (an empty one gives zero trials), "
-                           f"got {values!r}")
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in values):
+def _check_seeds(values: list[int], where: str) -> None:
+    if not values:
+        raise GrscaleError(f"{where}: expected a non-empty list of integer seeds (an empty one gives zero trials)")
+    if any(s < 0 for s in values):
         raise GrscaleError(f"{where}: seeds are integers >= 0, got {values!r}")
     if len(set(values)) != len(values):
         raise GrscaleError(f"{where}: repeated seed in {values!r}")
 
 
 def _check_families(spec: SweepSpec) -> None:
-    from models.presets import FAMILIES, PRESETS
+    from models.presets import FAMILIES, PRESETS, model_config, variant_fields
 
-    if not isinstance(spec.families, dict) or not spec.families:
+    if not spec.families:
         raise GrscaleError("spec.families: no families, so the grid has zero trials; expected a mapping of "
                            "family -> list of sizes, e.g. {hstu: [xs, s]}")
     for family, sizes in spec.families.items():
         if family not in FAMILIES:
             raise GrscaleError(f"spec.families: unknown family {family!r}; known: {', '.join(FAMILIES)}")
         known = [p.removeprefix(f"{family}-") for p in PRESETS if p.startswith(f"{family}-")]
-        if not isinstance(sizes, list) or not sizes:
+        if not sizes:
             raise GrscaleError(f"spec.families.{family}: no sizes, so the grid has zero trials; known sizes: "
                                f"{', '.join(known)}")
         for size in sizes:
-            if str(size) not in known:
+            if size not in known:
                 raise GrscaleError(f"spec.families.{family}: unknown size {size!r}; known: {', '.join(known)}")
         if len(set(sizes)) != len(sizes):
             raise GrscaleError(f"spec.families.{family}: repeated size in {sizes!r}")
+    for key in ("lr_grid", "variants", "model_overrides"):
+        for family in getattr(spec, key):
+            if family not in spec.families:
+                raise GrscaleError(f"spec.{key}: family {family!r} is not in spec.families")
     for family, per_size in spec.lr_grid.items():
-        if family not in spec.families:
-            raise GrscaleError(f"spec.lr_grid: family {family!r} is not in spec.families")
-        for size in per_size:
-            if size not in map(str, spec.families[family]):
+        for size, lrs in per_size.items():
+            if size not in spec.families[family]:
                 raise GrscaleError(f"spec.lr_grid.{family}: size {size!r} is not in spec.families.{family}")
-    _check_model_overrides(spec)
-
-
-def _check_model_overrides(spec: SweepSpec) -> None:
-    from models.presets import model_config
-
-    if not isinstance(spec.model_overrides, dict):
-        raise GrscaleError("spec.model_overrides: expected a mapping family -> {model config field: value}")
+            if not lrs:
+                raise GrscaleError(f"spec.lr_grid.{family}.{size}: expected a non-empty list of learning rates")
+            for lr in lrs:
+                _positive(lr, f"spec.lr_grid.{family}.{size}")
     for family, fields in spec.model_overrides.items():
-        if family not in spec.families:
-            raise GrscaleError(f"spec.model_overrides: family {family!r} is not in spec.families")
-        if not isinstance(fields, dict):
-            raise GrscaleError(f"spec.model_overrides.{family}: expected a mapping of model config fields")
-        for size in map(str, spec.families[family]):  # names and values, on every size they apply to
+        for size in spec.families[family]:  # names and values, on every size they apply to
             try:
                 model_config(family, size, num_items=2, num_users=2, max_seq_len=2, **fields)
-            except GrscaleError as error:
+            except (GrscaleError, ValueError) as error:
                 raise GrscaleError(f"spec.model_overrides.{family}: {error}") from None
+    for family, names in spec.variants.items():
+        if not names or len(set(names)) != len(names):
+            raise GrscaleError(f"spec.variants.{family}: expected a non-empty list of distinct variants, got {names!r}")
+        for name in names:
+            try:
+                variant_fields(family, name)
+            except GrscaleError as error:
+                raise GrscaleError(f"spec.variants.{family}: {error}") from None
 
 
 def _check_trial(spec: SweepSpec) -> None:
-    if not isinstance(spec.trial, dict):
-        raise GrscaleError("spec.trial: expected a mapping of TrialConfig fields")
-    owned = sorted(set(spec.trial) & set(GRID_FIELDS))
-    if owned:
-        raise GrscaleError(f"spec.trial: {', '.join(owned)} set by the spec's own keys, not under trial:")
-    try:
-        base = TrialConfig.from_dict({"family": "hstu", "size": "xs", "budget": 1.0, **spec.trial})
-        dataclasses.replace(base, task=spec.task, dataset=spec.dataset).validate()
-    except GrscaleError as error:
-        raise GrscaleError(f"spec.trial: {error}") from None
-    try:
-        spec.synthetic.validate()
-    except GrscaleError as error:
-        raise GrscaleError(f"spec.synthetic: {error}") from None
+    for path, key in OWNED.items():
+        section, _, name = path.rpartition(".")
+        block = spec.trial.get(section, {}) if section else spec.trial
+        if name in block:
+            raise GrscaleError(f"spec.trial.{path}: set by the spec's own key {key}, not under trial:")
 
 
 def validate_spec(spec: SweepSpec) -> None:
-    """Checks that need no data: names, presets, seeds, trial fields, resources."""
-    if not isinstance(spec.name, str) or not spec.name or "/" in spec.name or spec.name.startswith("."):
-        raise GrscaleError(f"spec.name: expected a folder name (no '/'), got {spec.name!r}")
-    from scaling.config import DEFAULT_SELECT_METRIC
+    """Checks that need no data: names, presets, variants, seeds, trial fields, resources."""
     from scaling.data.registry import get_spec
 
-    if spec.task not in DEFAULT_SELECT_METRIC:
-        raise GrscaleError(f"spec.task: unknown task {spec.task!r}; known: {', '.join(DEFAULT_SELECT_METRIC)}")
+    if not spec.name or "/" in spec.name or spec.name.startswith("."):
+        raise GrscaleError(f"spec.name: expected a folder name (no '/'), got {spec.name!r}")
+    if spec.task not in schema.TASKS:
+        raise GrscaleError(f"spec.task: unknown task {spec.task!r}; known: {', '.join(schema.TASKS)}")
+    if spec.select_on not in schema.SELECT_ON:
+        raise GrscaleError(f"spec.select_on: expected one of {', '.join(schema.SELECT_ON)}, got {spec.select_on!r}")
     try:
         get_spec(spec.dataset)
     except GrscaleError as error:
         raise GrscaleError(f"spec.dataset: {error}") from None
+    try:
+        spec.synthetic.validate()
+    except GrscaleError as error:
+        raise GrscaleError(f"spec.synthetic: {error}") from None
+    _check_budgets(spec.budgets)
     _check_families(spec)
     _check_seeds(spec.seeds, "spec.seeds")
     if spec.extra_seeds is not None:
         _check_seeds(spec.extra_seeds.seeds, "spec.extra_seeds.seeds")
+        _positive(spec.extra_seeds.below, "spec.extra_seeds.below")
+    if spec.band is not None:
+        if spec.band.min_steps < 1:
+            raise GrscaleError(f"spec.band.min_steps: expected an integer >= 1, got {spec.band.min_steps!r}")
+        if spec.band.max_epochs is not None:
+            _positive(spec.band.max_epochs, "spec.band.max_epochs")
     _check_trial(spec)
-    for name in ("cpus", "gpus"):
-        value = getattr(spec.resources, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (name == "cpus" and value == 0):
-            raise GrscaleError(f"spec.resources.{name}: expected a {'positive' if name == 'cpus' else 'non-negative'} "
-                               f"number, got {value!r}")
+    if spec.resources.cpus <= 0 or spec.resources.gpus < 0:
+        raise GrscaleError(f"spec.resources: cpus must be positive and gpus non-negative, got {spec.resources}")
     limit = spec.max_concurrent_trials
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+    if limit is not None and limit < 1:
         raise GrscaleError(f"spec.max_concurrent_trials: expected an integer >= 1, got {limit!r}")

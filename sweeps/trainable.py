@@ -3,10 +3,15 @@
 It lives in the package (Ray workers cannot import test modules). A trial that raises is
 closed as `failed` in its folder, with its error, and returns normally: the sweep goes on and
 Tune's console stays quiet (the traceback goes to the trial folder's error.txt).
+
+A sweep that is told to stop (SIGINT or SIGTERM to `grscale sweep run`) writes a stop file into
+the sweep folder: a running trial sees it after its current step, checkpoints and returns as
+"interrupted"; a trial that had not started yet returns without touching its folder. A file,
+not a Ray message: workers on other nodes see the sweep folder, which every node shares.
 """
 from __future__ import annotations
 
-import os
+import socket
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +20,34 @@ from typing import Any
 from sweeps.wandb_logging import WandbSettings
 
 
+class StopFile:
+    """The sweep's stop request, as a trial's `should_stop`: the signal's name once requested."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def request(self, reason: str) -> None:
+        self.path.write_text(reason)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def __call__(self) -> str | None:
+        try:  # one failed open per training step when no stop is requested
+            return self.path.read_text().strip() or "a stop request"
+        except FileNotFoundError:
+            return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrialPayload:
     """Everything a worker needs for one trial; plain data, shipped once through Ray's object store."""
 
     trial_id: str
     config: dict[str, Any]  # TrialConfig.to_dict()
-    trial_dir: str  # absolute: workers may run elsewhere (a shared filesystem is assumed)
+    trial_dir: str  # absolute: workers may run elsewhere (the sweep folder is on a shared file system)
+    stop_file: str
     resume: bool
-    threads: int  # torch threads: the trial's CPU share
     wandb: WandbSettings | None
 
 
@@ -42,7 +66,12 @@ def run_trial(config: dict[str, Any], payloads: dict[str, TrialPayload]) -> None
     from sweeps.wandb_logging import WandbReporter
 
     payload = payloads[config["trial_id"]]
-    os.environ["GRSCALE_TORCH_THREADS"] = str(payload.threads)  # read by train_to_budget
+    stop = StopFile(Path(payload.stop_file))
+    if stop():
+        # The sweep is stopping: this trial does not start. Tune wants a result from every trial
+        # (without one it warns and prints a line of its own).
+        TuneReporter().report({"started": False})
+        return
     cfg = TrialConfig.from_dict(payload.config)
     trial_dir = Path(payload.trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -50,13 +79,14 @@ def run_trial(config: dict[str, Any], payloads: dict[str, TrialPayload]) -> None
     wandb_run = WandbReporter(payload.wandb, payload.trial_id, cfg, trial_dir) if payload.wandb else None
     if wandb_run is not None:
         reporters.append(wandb_run)
-    exit_code = 1
+    status, error = "failed", None
     try:
-        result = train_to_budget(cfg, trial_dir, reporters, resume=payload.resume)
-        exit_code = 0 if result.status == "done" else 1
-    except Exception as error:  # noqa: BLE001 - any trial error is recorded, the sweep goes on
+        result = train_to_budget(cfg, trial_dir, reporters, resume=payload.resume, should_stop=stop)
+        status, error = result.status, result.error
+    except Exception as exc:  # noqa: BLE001 - any trial error is recorded, the sweep goes on
         (trial_dir / "error.txt").write_text(traceback.format_exc())
-        record_failure(trial_dir, cfg, error_line(error), reporters)
+        error = error_line(exc)
+        record_failure(trial_dir, cfg, error, reporters, node=socket.gethostname())
     finally:
         if wandb_run is not None:
-            wandb_run.finish(exit_code)
+            wandb_run.finish(status, error)

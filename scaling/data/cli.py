@@ -13,6 +13,13 @@ def add_synthetic_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data-seed", type=int, help="generator seed (default 0)")
 
 
+def add_allow_modified_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-modified-data", action="store_true",
+        help="accept a dataset file that differs from the official one (its sha256 is recorded)",
+    )
+
+
 SYNTHETIC_FLAGS = {"users": "num_users", "items": "num_items", "mean_seq_len": "mean_seq_len", "data_seed": "seed"}
 
 
@@ -36,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats = commands.add_parser("stats", help="users, items, interactions, length quantiles, time span")
     stats.add_argument("name", help="dataset name (see `grscale data list`)")
     stats.add_argument("--data-dir", type=Path, help="folder holding the dataset's file")
+    add_allow_modified_argument(stats)
     add_synthetic_arguments(stats)
     stats.set_defaults(func=_stats)
 
@@ -66,7 +74,8 @@ def _stats(args: argparse.Namespace) -> int:
     from scaling.data.stats import dataset_stats
 
     spec = get_spec(args.name)
-    log = load_dataset(args.name, args.data_dir, synthetic_config_from_args(args))
+    log = load_dataset(args.name, args.data_dir, synthetic_config_from_args(args),
+                       allow_modified=args.allow_modified_data)
     print(dataset_stats(log).format(timestamps_are_positions=spec.format == "s3rec-sequences"))
     return 0
 

@@ -11,7 +11,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from scaling.data.cache import atomic_write, cache_root, file_digest
+from scaling.data.cache import atomic_write, cache_root, file_digest, user_file_mode
 from scaling.data.registry import DatasetSpec
 from scaling.errors import GrscaleError
 
@@ -68,9 +68,13 @@ def _download(url: str, dest_dir: Path, timeout: float) -> tuple[Path, dict[str,
     return Path(tmp), {name: digest.hexdigest() for name, digest in digests.items()}
 
 
-def _verify(what: str, algorithm: str, expected: str, actual: str) -> None:
-    if actual != expected:
-        raise GrscaleError(f"checksum mismatch for {what}: expected {algorithm} {expected}, got {actual}")
+def verify_digest(what: str, algorithm: str, expected: str, found: str, advice: str = "") -> None:
+    """Raise a one-line GrscaleError naming both digests unless `found` is `expected`; `advice`
+    (e.g. how to go on anyway) ends the message."""
+    if found != expected:
+        raise GrscaleError(
+            f"checksum mismatch for {what}: expected {algorithm} {expected}, found {found}{advice}"
+        )
 
 
 def fetch_dataset(spec: DatasetSpec, data_dir: Path | None = None, timeout: float = 60.0) -> Path:
@@ -93,10 +97,11 @@ def fetch_dataset(spec: DatasetSpec, data_dir: Path | None = None, timeout: floa
     try:
         for check in spec.checksums:
             if not check.member:
-                _verify(spec.url, check.algorithm, check.digest, digests[check.algorithm])
+                verify_digest(spec.url, check.algorithm, check.digest, digests[check.algorithm])
         if spec.archive_member:
             _extract_member(download, spec, target)
         else:
+            os.chmod(download, user_file_mode())  # mkstemp made it 0o600
             os.replace(download, target)
     finally:
         download.unlink(missing_ok=True)
@@ -114,4 +119,4 @@ def _extract_member(archive: Path, spec: DatasetSpec, target: Path) -> None:
             actual = file_digest(target, check.algorithm)
             if actual != check.digest:
                 target.unlink(missing_ok=True)
-                _verify(f"{check.member} in {spec.url}", check.algorithm, check.digest, actual)
+                verify_digest(f"{check.member} in {spec.url}", check.algorithm, check.digest, actual)

@@ -1,12 +1,25 @@
 """The preprocessed interaction log: contiguous ids, one time-ordered sequence per user."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from scaling.data.parsers import RawLog
 from scaling.errors import GrscaleError
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """The file a log was read from, recorded with every result computed from it.
+
+    modified: True where the file differs from the dataset's official one and the user allowed it,
+    False where it is the official file (sha256 verified), None where no official digest is known.
+    """
+
+    path: str  # absolute
+    sha256: str
+    modified: bool | None
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,7 @@ class InteractionLog:
     labels: np.ndarray  # float32 [N], engagement label (e.g. rating >= 4)
     offsets: np.ndarray  # int64 [num_users + 1]
     has_labels: bool  # False where the source carries no engagement signal (e.g. Beauty)
+    source: DataSource | None = None  # None for generated data; not part of the cached arrays
 
     @property
     def num_users(self) -> int:
@@ -78,9 +92,8 @@ def shuffle_ties(log: InteractionLog, seed: int = 0) -> InteractionLog:
     """
     user = np.repeat(np.arange(log.num_users), log.lengths())
     order = np.lexsort((np.random.default_rng(seed).random(user.size), log.timestamps, user))
-    return InteractionLog(name=log.name, item_ids=log.item_ids[order], timestamps=log.timestamps[order],
-                          ratings=log.ratings[order], labels=log.labels[order], offsets=log.offsets,
-                          has_labels=log.has_labels)
+    return replace(log, item_ids=log.item_ids[order], timestamps=log.timestamps[order],
+                   ratings=log.ratings[order], labels=log.labels[order])
 
 
 def k_core_filter(raw: RawLog, k: int) -> RawLog:

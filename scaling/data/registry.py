@@ -28,6 +28,18 @@ class DatasetSpec:
     min_interactions: int = 0  # k-core filter applied in preprocessing (0: none)
     description: str = ""
 
+    @property
+    def file_sha256(self) -> str | None:
+        """The official sha256 of the file the parser reads, or None where none is published.
+
+        That is the checksum of `archive_member`, or of the download itself when the url is the
+        file (archive_member ""); an archive's digest says nothing about one file extracted from it.
+        """
+        for check in self.checksums:
+            if check.algorithm == "sha256" and check.member == self.archive_member:
+                return check.digest
+        return None
+
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 

@@ -6,9 +6,15 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from scaling.data.log import InteractionLog
+from scaling.data.log import DataSource, InteractionLog
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+
+VERDICTS = {  # DataSource.modified -> what it means for the numbers
+    False: "the official file",
+    True: "MODIFIED: not the official file",
+    None: "unverified: no official digest of this file is known",
+}
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,7 @@ class DatasetStats:
     first_timestamp: int
     last_timestamp: int
     positive_rate: float | None
+    source: DataSource | None = None  # None: generated data
 
     def format(self, timestamps_are_positions: bool = False) -> str:
         q = "  ".join(f"p{int(k * 100)}={v:g}" for k, v in self.length_quantiles.items())
@@ -40,6 +47,9 @@ class DatasetStats:
         ]
         if self.positive_rate is not None:
             lines.append(f"positives     {self.positive_rate:.1%} of interactions")
+        if self.source is not None:
+            lines.append(f"file          {self.source.path}")
+            lines.append(f"sha256        {self.source.sha256} ({VERDICTS[self.source.modified]})")
         return "\n".join(lines)
 
 
@@ -54,4 +64,5 @@ def dataset_stats(log: InteractionLog) -> DatasetStats:
         first_timestamp=int(log.timestamps.min()),
         last_timestamp=int(log.timestamps.max()),
         positive_rate=float(log.labels.mean()) if log.has_labels else None,
+        source=log.source,
     )

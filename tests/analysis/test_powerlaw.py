@@ -6,6 +6,7 @@ import pytest
 from analysis.bootstrap import Batch, best_per_budget, family_points, percentile_interval, resample
 from analysis.powerlaw import fit_batch
 from analysis.results import choose_metric, trial_table
+from analysis.selection import choose_settings, selection_policy
 from analysis.study import analyze
 from tests.analysis.synth import results_table, saturating
 
@@ -33,12 +34,16 @@ def test_interval_covers_true_alpha_in_most_noisy_draws():
     for _ in range(draws):
         table = results_table(saturating(E, A, ALPHA), family="hstu", sizes=ONE_SIZE, budgets=BUDGETS,
                               seeds=5, noise=0.02, rng=rng)
-        points = family_points(trial_table(table, choose_metric(table, None)), "hstu")
-        batch = resample(points, n_resamples, rng)
+        metric = choose_metric(table, None)
+        trials = trial_table(table, metric)
+        trials, _ = choose_settings(trials, metric, selection_policy(trials, metric))
+        batch = resample(family_points(trials, "hstu"), n_resamples, rng)
         values.append(batch.values)
         weights.append(batch.weights)
-    # Every draw has the same design, so one best_per_budget and one fit serve them all.
-    budgets, v, w, _ = best_per_budget(points, Batch(np.concatenate(values), np.concatenate(weights), batch.scheme))
+    # Every draw has the same design (one size), so one best_per_budget and one fit serve them all.
+    points = family_points(trials, "hstu")
+    stacked = np.concatenate(values)
+    budgets, v, w, _ = best_per_budget(points, Batch(stacked, stacked, np.concatenate(weights), batch.scheme))
     alphas = fit_batch("saturating", np.log(budgets), np.log(v), w)[:, 2].reshape(draws, n_resamples + 1)
     covered = sum(percentile_interval(alphas[d, 1:], 0.9).contains(ALPHA) for d in range(draws))
     assert covered >= 40, f"90% intervals covered the true alpha in only {covered}/50 draws"

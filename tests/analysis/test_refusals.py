@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.results import load_results
+from analysis.results import choose_metric, load_results
 from analysis.study import analyze
 from scaling.errors import GrscaleError
 from tests.analysis.synth import failed_trial, results_table, saturating
@@ -65,3 +65,24 @@ def test_loader_and_argument_errors(tmp_path):
         analyze(table, metric="test/auc")
     with pytest.raises(GrscaleError, match="family dlrm not in the table; it has hstu"):
         analyze(table, families=["dlrm"])
+
+
+def test_metric_direction_is_declared_not_guessed():
+    table = results_table(LAW, family="hstu", sizes={"hstu-s": 1e6}, budgets=np.logspace(13, 17, 5))
+    table["test/coverage"] = table["test/nll"]
+    with pytest.raises(GrscaleError, match=r"^metric 'test/coverage' has no known direction: pass --lower-is-better "
+                                           r"or --higher-is-better$"):
+        choose_metric(table, "test/coverage")
+    assert choose_metric(table, "test/coverage", higher=True).fitted == "1 - test/coverage"
+    assert choose_metric(table, "test/coverage", higher=False).fitted == "test/coverage"
+    with pytest.raises(GrscaleError, match=r"^test/nll is lower-is-better, but --higher-is-better says it is "
+                                           r"higher-is-better$"):
+        choose_metric(table, "test/nll", higher=True)
+    assert choose_metric(table, "test/ndcg@10", higher=True).fitted == "1 - test/ndcg@10"
+
+
+def test_loss_is_lower_is_better_and_fitted_as_it_is():
+    table = results_table(LAW, family="hstu", sizes={"hstu-s": 1e6}, budgets=np.logspace(13, 18, 8), metric="test/loss")
+    result = analyze(table, metric="test/loss", n_resamples=5)
+    assert (result.metric.higher_is_better, result.metric.fitted) == (False, "test/loss")
+    assert result.fits["hstu"].saturating.E == pytest.approx(2.0, rel=0.01)

@@ -147,3 +147,113 @@ def test_multiplier_sentence_says_in_words_when_no_compute_is_enough():
                                 "95%")
     assert "infx" not in never
     assert "no finite compute is enough: dlrm's fitted curve never gets there (95% interval 900 to inf)" in never
+
+
+def _text_file(path: Path) -> Path:
+    path.write_text("this is not a table\n")
+    return path
+
+
+def _truncated_parquet(path: Path) -> Path:
+    table = results_table(chinchilla(**LAW), family="hstu", sizes={"hstu-s": 1e7}, budgets=np.logspace(15, 19, 5))
+    table.to_parquet(path)
+    path.write_bytes(path.read_bytes()[:2000])
+    return path
+
+
+def _nonsense_csv(path: Path) -> Path:
+    path.write_text("hello,world\n1,2\n\x00\x01,zz\n")
+    return path
+
+
+@pytest.mark.parametrize("make, name, says", [
+    (_text_file, "results.parquet", "is not a readable results table: "),
+    (_truncated_parquet, "results.parquet", "is not a readable results table: "),
+    (_nonsense_csv, "results.csv", "lacks the columns sweep, trial_id"),
+])
+def test_a_file_that_is_not_a_results_table_gives_one_line(tmp_path, make, name, says):
+    path = make(tmp_path / name)
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "scaling.cli", "fit", str(path)], capture_output=True, text=True,
+                         check=False, cwd=repo)
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(f"grscale fit: error: {path}") and says in line
+    assert not (tmp_path / "fits.json").exists()
+
+
+def test_unknown_metric_without_direction_gives_one_line(sweep_dir, capsys):
+    from scaling.cli import main
+
+    frame = pd.read_parquet(sweep_dir / "results.parquet")
+    path = sweep_dir.parent / "coverage.csv"
+    frame.assign(**{"test/coverage": frame["test/nll"]}).to_csv(path, index=False)
+    assert main(["fit", str(path), "--metric", "test/coverage"]) == 2
+    assert capsys.readouterr().err == ("grscale fit: error: metric 'test/coverage' has no known direction: pass "
+                                       "--lower-is-better or --higher-is-better\n")
+    assert main(["fit", str(path), "--metric", "test/nll", "--higher-is-better"]) == 2
+    assert "test/nll is lower-is-better, but --higher-is-better" in capsys.readouterr().err
+
+
+def test_outputs_are_written_whole(lr_sweep, tmp_path, monkeypatch):
+    import analysis.files
+
+    written, real = [], analysis.files.atomic_write
+    monkeypatch.setattr(analysis.files, "atomic_write",
+                        lambda path, write: (written.append(path.name), real(path, write)))
+    out = tmp_path / "report"
+    assert run_cli(["report", str(lr_sweep), "--bootstrap", "5", "--no-wandb", "--out", str(out)]) == 0
+    names = sorted(written)
+    assert {"report.md", "report.html", "fits.json", "trials.csv", "results.parquet", "quality_vs_flops.png"} <= set(
+        names)
+    assert sorted(p.name for p in out.iterdir()) == names  # every file went through it; no temp file is left
+
+    def interrupted(handle):
+        handle.write(b"half a rep")
+        raise KeyboardInterrupt
+
+    before = (out / "report.md").read_text()
+    with pytest.raises(KeyboardInterrupt):
+        analysis.files.write_file(out / "report.md", interrupted)
+    assert (out / "report.md").read_text() == before
+    assert sorted(p.name for p in out.iterdir()) == names
+
+
+@pytest.fixture(scope="module")
+def lr_sweep(tmp_path_factory):
+    """Two sizes, two learning rates per (size, budget): 2e-3 wins on validation at every cell."""
+    rng = np.random.default_rng(2)
+    law = chinchilla(**LAW)
+    parts = [
+        results_table(law, validation=lambda n, d, c, s=scale: s * law(n, d, c), family="hstu",
+                      sizes={"hstu-0": 1e7, "hstu-1": 1e8}, budgets=np.logspace(15, 19, 5), seeds=2, noise=0.01,
+                      rng=rng, sweep="lr", setting={"peak_lr": lr})
+        for lr, scale in ((1e-3, 1.05), (2e-3, 1.0))
+    ]
+    path = tmp_path_factory.mktemp("runs") / "lr"
+    path.mkdir()
+    pd.concat(parts, ignore_index=True).to_parquet(path / "results.parquet")
+    return path
+
+
+def test_report_and_fits_show_the_selection(lr_sweep, tmp_path):
+    out = tmp_path / "report"
+    assert run_cli(["report", str(lr_sweep), "--bootstrap", "10", "--no-wandb", "--out", str(out)]) == 0
+    fits = json.loads((out / "fits.json").read_text())
+    assert fits["selection"] == {"select_on": "validation", "source": "by default", "column": "val/nll"}
+    assert len(fits["settings"]) == 10
+    assert {(s["chosen"], s["runner_up"], s["at_edge"]) for s in fits["settings"]} == {("lr 2e-3", "lr 1e-3", True)}
+    assert fits["fits"]["hstu"]["best_settings"] == ["lr 2e-3"] * 5
+    md = (out / "report.md").read_text()
+    assert not md.splitlines()[2].startswith("**Selected on test.**")
+    assert "## Setting selection" in md and "## Best size per budget" in md
+    assert "| family | budget | size | setting | val/nll (selects) | test/nll (fitted) |" in md
+    assert "| hstu | hstu-1 | 1e+19 | 2 | lr 2e-3 | 2 |" in md
+    assert "at the edge of its grid: the best rate may lie outside it" in (out / "report.html").read_text()
+
+
+def test_select_on_flag_overrides_the_table(lr_sweep, tmp_path, capsys):
+    assert run_cli(["fit", str(lr_sweep), "--bootstrap", "5", "--out", str(tmp_path), "--select-on", "test"]) == 0
+    assert "selected on: test/nll (test from --select-on)" in capsys.readouterr().out
+    fits = json.loads((tmp_path / "fits.json").read_text())
+    assert fits["selection"] == {"select_on": "test", "source": "from --select-on", "column": "test/nll"}

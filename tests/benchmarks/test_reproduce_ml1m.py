@@ -43,7 +43,7 @@ def test_pandas_sorted_copy_reads_as_the_papers_sequences(ratings, tmp_path):
     # The paper's preprocessing: sort the whole frame by timestamp, then group by user.
     frame = pd.read_csv(ratings, sep="::", engine="python", names=COLUMNS)
     expected = frame.sort_values(by=["unix_timestamp"]).groupby("user_id").item_id.apply(list)
-    log = load_dataset("ml-1m", folder, ties="file")
+    log = load_dataset("ml-1m", folder, ties="file", allow_modified=True)
     offsets = log.offsets
     got = [log.item_ids[offsets[u]:offsets[u + 1]].tolist() for u in range(log.num_users)]
     assert got == list(expected)  # item codes equal raw ids: ids 1..60 all present
@@ -77,24 +77,27 @@ def test_run_names_say_the_tie_order():
         "hstu-ml1m-paper-prediction-paper-attention-seed1"
 
 
-@pytest.mark.parametrize("preset,overrides,expected", [
-    ("sasrec-ml1m", {"layout": "original"}, ["paper", "paper-attention"]),
-    ("hstu-ml1m", {"query_time": "target", "qk_scale": 1.0}, ["paper-attention"]),
-    ("hstu-ml1m", {"query_time": "target", "qk_scale": 1.0, "parameterization": "paper"}, ["paper"]),
-    ("hstu-ml1m", {}, ["grscale"]),
+@pytest.mark.parametrize("preset,variant,overrides,expected", [
+    ("sasrec-ml1m", "paper", {}, ["paper", "paper-attention"]),
+    ("sasrec-ml1m", "default", {"layout": "original"}, ["paper", "paper-attention"]),
+    ("hstu-ml1m", "paper-attention", {}, ["paper-attention"]),
+    ("hstu-ml1m", "default", {"query_time": "target", "qk_scale": 1.0}, ["paper-attention"]),
+    ("hstu-ml1m", "paper", {}, ["paper"]),
+    ("hstu-ml1m", "default", {}, ["grscale"]),
 ])
-def test_a_run_counts_for_every_architecture_that_builds_it(tmp_path, preset, overrides, expected):
+def test_a_run_counts_for_every_architecture_that_builds_it(tmp_path, preset, variant, overrides, expected):
     family, size = preset.split("-", 1)
-    cfg = TrialConfig(family=family, size=size, budget=1.0, model_overrides=overrides)
+    cfg = TrialConfig.from_dict({"model": {"family": family, "size": size, "variant": variant, "overrides": overrides},
+                                 "budget": 1.0})
     torch.save({"config": cfg.to_dict()}, tmp_path / reproduce.CHECKPOINT)
-    cfg = reproduce.run_config(tmp_path)
-    assert reproduce.architectures_of(cfg.family, cfg.model_overrides) == expected
+    assert reproduce.architectures_of(reproduce.run_config(tmp_path)) == expected
 
 
-def test_a_run_of_no_architecture_is_refused(tmp_path):
-    cfg = TrialConfig(family="hstu", size="ml1m", budget=1.0, model_overrides={"qk_scale": 0.5})
-    with pytest.raises(GrscaleError, match="match no architecture"):
-        reproduce.architectures_of(cfg.family, cfg.model_overrides)
+def test_a_run_of_no_architecture_is_refused():
+    cfg = TrialConfig.from_dict({"model": {"family": "hstu", "size": "ml1m", "overrides": {"qk_scale": 0.5}},
+                                 "budget": 1.0})
+    with pytest.raises(GrscaleError, match="matches no architecture"):
+        reproduce.architectures_of(cfg)
 
 
 def test_table_lists_pandas_sort_runs_and_their_order(tmp_path, monkeypatch, capsys):

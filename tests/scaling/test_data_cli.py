@@ -24,6 +24,7 @@ def test_stats_on_real_files(name, figures, capsys, monkeypatch, tmp_path, real_
     users, items, interactions = figures
     assert f"users         {users}\n" in out and f"items         {items}\n" in out
     assert f"interactions  {interactions}\n" in out
+    assert "(the official file)\n" in out
 
 
 def test_unknown_dataset_is_one_line_error(capsys):

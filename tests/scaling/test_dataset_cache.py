@@ -1,9 +1,13 @@
+import os
+import stat
+
 import numpy as np
 import pytest
 
 from scaling.data import dataset as dataset_module
-from scaling.data.cache import PREPROCESS_VERSION, save_arrays
+from scaling.data.cache import PREPROCESS_VERSION, atomic_write, save_arrays
 from scaling.data.dataset import load_dataset
+from scaling.data.registry import get_spec
 from scaling.errors import GrscaleError
 from tests.scaling.fixtures import write_ml1m
 
@@ -32,8 +36,8 @@ def count_parses(monkeypatch):
 
 def test_second_load_is_served_from_cache(tmp_path, folder, monkeypatch):
     calls = count_parses(monkeypatch)
-    first = load_dataset("ml-1m", folder)
-    second = load_dataset("ml-1m", folder)
+    first = load_dataset("ml-1m", folder, allow_modified=True)
+    second = load_dataset("ml-1m", folder, allow_modified=True)
     assert len(calls) == 1
     for key, value in first.arrays().items():
         np.testing.assert_array_equal(value, second.arrays()[key])
@@ -43,8 +47,8 @@ def test_second_load_is_served_from_cache(tmp_path, folder, monkeypatch):
 
 def test_ties_option_shuffles_the_cached_log_and_rejects_unknown_values(folder, monkeypatch):
     calls = count_parses(monkeypatch)
-    file_order = load_dataset("ml-1m", folder)
-    shuffled = load_dataset("ml-1m", folder, ties="shuffle")
+    file_order = load_dataset("ml-1m", folder, allow_modified=True)
+    shuffled = load_dataset("ml-1m", folder, ties="shuffle", allow_modified=True)
     assert len(calls) == 1  # one parse: ties are ordered after the cache
     np.testing.assert_array_equal(shuffled.timestamps, file_order.timestamps)
     assert sorted(shuffled.item_ids.tolist()) == sorted(file_order.item_ids.tolist())
@@ -54,19 +58,19 @@ def test_ties_option_shuffles_the_cached_log_and_rejects_unknown_values(folder, 
 
 def test_changed_file_is_never_served_stale(folder):
     path = folder / "ratings.dat"
-    assert load_dataset("ml-1m", folder).num_interactions == 11
+    assert load_dataset("ml-1m", folder, allow_modified=True).num_interactions == 11
     with open(path, "a") as handle:
         handle.write("9::60::5::300\n")
-    log = load_dataset("ml-1m", folder)
+    log = load_dataset("ml-1m", folder, allow_modified=True)
     assert log.num_interactions == 12 and log.num_users == 4
 
 
 def test_corrupt_cache_entry_is_rebuilt(tmp_path, folder, monkeypatch):
-    load_dataset("ml-1m", folder)
+    load_dataset("ml-1m", folder, allow_modified=True)
     (entry,) = (tmp_path / "cache" / "prepared").iterdir()
     entry.write_bytes(b"not an npz")
     calls = count_parses(monkeypatch)
-    assert load_dataset("ml-1m", folder).num_interactions == 11
+    assert load_dataset("ml-1m", folder, allow_modified=True).num_interactions == 11
     assert len(calls) == 1
 
 
@@ -82,12 +86,25 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
     assert list(target.parent.iterdir()) == []
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_written_file_gets_the_users_mode_not_mkstemps(tmp_path, umask, mode):
+    target = tmp_path / "status.json"
+    previous = os.umask(umask)
+    try:
+        atomic_write(target, lambda handle: handle.write(b"{}"))
+        assert os.umask(umask) == umask  # left as it was found
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(target.stat().st_mode) == mode and target.read_bytes() == b"{}"
+    assert list(tmp_path.iterdir()) == [target]
+
+
 def test_malformed_file_leaves_no_cache(tmp_path):
     folder = tmp_path / "d"
     folder.mkdir()
     (folder / "ratings.dat").write_text("1::2::3::4\nbroken\n")
     with pytest.raises(GrscaleError, match="ratings.dat:2"):
-        load_dataset("ml-1m", folder)
+        load_dataset("ml-1m", folder, allow_modified=True)
     assert not (tmp_path / "cache" / "prepared").exists() or not any((tmp_path / "cache" / "prepared").iterdir())
 
 
@@ -96,7 +113,7 @@ def test_data_dir_env_and_folder_aliases(tmp_path, monkeypatch):
     (root / "amazon-beauty").mkdir(parents=True)
     (root / "amazon-beauty" / "Beauty.txt").write_text("1 1 2 3\n2 2 3 4\n")
     monkeypatch.setenv("GRSCALE_DATA_DIR", str(root))
-    log = load_dataset("beauty")
+    log = load_dataset("beauty", allow_modified=True)
     assert log.num_users == 2 and log.num_interactions == 6
 
 
@@ -129,6 +146,7 @@ def test_real_files_have_the_published_counts(name, monkeypatch, real_data_dir):
     except GrscaleError as error:
         pytest.skip(str(error))
     users, items, interactions = REAL[name]
+    assert log.source.modified is False and log.source.sha256 == get_spec(name).file_sha256
     assert (log.num_users, log.num_items, log.num_interactions) == (users, items, interactions)
     assert np.unique(log.item_ids).size == items
     # time order within each user

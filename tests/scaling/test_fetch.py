@@ -1,10 +1,11 @@
 import hashlib
 import http.server
 import io
+import os
+import stat
 import threading
 import zipfile
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,18 @@ def test_unreachable_server_message_names_url_file_and_folder(tmp_path):
 def test_synthetic_has_nothing_to_fetch(tmp_path):
     with pytest.raises(GrscaleError, match="generated"):
         fetch_dataset(get_spec("synthetic"), tmp_path)
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_fetched_files_get_the_users_mode(server, tmp_path, umask_022):
+    base, files = server
+    extracted = fetch_dataset(ml1m_spec(base, files), tmp_path / "ml-1m")
+    spec = replace(get_spec("beauty"), url=f"{base}/Beauty.txt", checksums=())
+    downloaded = fetch_dataset(spec, tmp_path / "beauty")
+    assert stat.S_IMODE(extracted.stat().st_mode) == stat.S_IMODE(downloaded.stat().st_mode) == 0o644

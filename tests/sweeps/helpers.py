@@ -21,7 +21,7 @@ TINY_SPEC: dict[str, Any] = {
     "families": {"hstu": ["xs"], "dlrm": ["xs"]},
     "budgets": [1e8, 2e8],
     "seeds": [0],
-    "trial": {"max_seq_len": 16, "batch_size": 32, "num_negatives": 16},
+    "trial": {"data": {"max_seq_len": 16}, "optim": {"batch_size": 32}, "model": {"loss": {"num_negatives": 16}}},
     "resources": {"cpus": 1},
     "max_concurrent_trials": 2,
 }
@@ -80,24 +80,38 @@ def wandb_records(path: Path) -> Iterator[Any]:
             yield record
 
 
-def read_offline_run(trial_dir: Path) -> dict[str, Any]:
-    """The latest offline run under a trial folder: name, group, tags, config, history, exit code."""
-    runs = sorted((trial_dir / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert runs, f"no offline W&B run under {trial_dir}"
-    out: dict[str, Any] = {"history": [], "config": {}, "metrics": [], "exit_code": None}
-    for record in wandb_records(runs[-1]):
+def _read_run_file(path: Path) -> dict[str, Any]:
+    # A part killed before W&B wrote its records holds none (not even the run's id).
+    out: dict[str, Any] = {"run_id": None, "history": [], "config": {}, "summary": {}, "metrics": [], "exit_code": None}
+    for record in wandb_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
-            out.update(name=record.run.display_name, group=record.run.run_group, tags=list(record.run.tags),
-                       project=record.run.project)
+            out.update(run_id=record.run.run_id, name=record.run.display_name, group=record.run.run_group,
+                       tags=list(record.run.tags), project=record.run.project)
             out["config"].update({i.key: json.loads(i.value_json) for i in record.run.config.update})
         elif kind == "config":
             out["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
         elif kind == "history":
             out["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
                                    for i in record.history.item})
+        elif kind == "summary":
+            out["summary"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                                   for i in record.summary.update})
         elif kind == "metric":
             out["metrics"].append((record.metric.glob_name or record.metric.name, record.metric.step_metric))
         elif kind == "exit":
             out["exit_code"] = record.exit.exit_code
     return out
+
+
+def read_offline_runs(trial_dir: Path) -> list[dict[str, Any]]:
+    """Every offline run (part) under a trial folder, oldest first: run_id, name, group, tags,
+    config, history, summary, exit code. A resumed trial adds a part with the same run_id."""
+    runs = sorted((trial_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert runs, f"no offline W&B run under {trial_dir}"
+    return [_read_run_file(path) for path in runs]
+
+
+def read_offline_run(trial_dir: Path) -> dict[str, Any]:
+    """The latest offline run under a trial folder."""
+    return read_offline_runs(trial_dir)[-1]

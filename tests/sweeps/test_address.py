@@ -85,8 +85,35 @@ def test_sweep_runs_on_an_existing_cluster(tmp_path, ray_head):
                    "--no-wandb")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"on {ray_head}" in proc.stdout
+    # Before launching, every node's workers wrote a probe the driver saw (then removed).
+    assert "sweep folder shared by the cluster's 1 node(s)" in proc.stdout
+    assert not list((tmp_path / "runs/remote").glob(".probe-*"))
     table = pd.read_parquet(tmp_path / "runs/remote/results.parquet")
+    assert set(table["node"]) == {socket.gethostname()}
     finals = table[table["eval_kind"] == "final"]
     assert sorted(finals["trial_id"]) == ["dlrm-xs-C1e8-seed0", "dlrm-xs-C2e8-seed0", "hstu-xs-C1e8-seed0",
                                           "hstu-xs-C2e8-seed0"]
     assert set(finals["status"]) == {"done"}
+
+
+def test_a_node_that_does_not_share_the_sweep_folder_is_named(tmp_path):
+    """The check's failing branches, as a second machine would make them: a node whose probe went
+    to a disk of its own (the driver never sees it) and a node that cannot write the path at all."""
+    from scaling.errors import GrscaleError
+    from sweeps.launcher import Probe, check_probes
+
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    seen = sweep_dir / ".probe-a"
+    seen.write_text("probe")
+    node_b = Probe("node-b (10.0.0.2)", sweep_dir / ".probe-b")  # written on node-b's own disk
+    with pytest.raises(GrscaleError) as caught:
+        check_probes(sweep_dir, [Probe("node-a (10.0.0.1)", seen), node_b])
+    message = str(caught.value)
+    assert message.startswith("node node-b (10.0.0.2): what its workers write there does not reach this machine")
+    assert f"the sweep folder {sweep_dir} must be on a file system every node shares" in message
+    assert not seen.exists()  # probes are removed either way
+    unwritable = Probe("node-c (10.0.0.3)", sweep_dir / ".probe-c", "FileNotFoundError: No such file or directory")
+    with pytest.raises(GrscaleError, match=r"^node node-c \(10.0.0.3\): its workers cannot write there "
+                                           r"\(FileNotFoundError: No such file or directory\)"):
+        check_probes(sweep_dir, [unwritable])

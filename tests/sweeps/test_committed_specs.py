@@ -47,9 +47,38 @@ def test_study_specs_meet_the_study_brief(name):
     else:
         pytest.skip(f"{spec.dataset} is not in {REAL_DATA}: the band needs it")
     for family in spec.families:
-        runs = [p.config for p in plans if p.config.family == family]
+        runs = [p.config for p in plans if p.config.model.family == family]
         budgets = sorted({c.budget for c in runs})
-        assert len({c.size for c in runs}) >= 4
+        assert len({c.model.size for c in runs}) >= 4
         assert max(budgets) / min(budgets) >= 100
         for budget in budgets[:2]:
             assert len({c.seed for c in runs if c.budget == budget}) == 2
+
+
+def _at_tiny_scale(spec):
+    """The spec as shipped (its trial block, overrides, variants, lr grid), on tiny synthetic data, one
+    budget, the smallest size of each family and one seed: what a newcomer's first run exercises."""
+    import dataclasses
+
+    from scaling.data.synthetic import SyntheticConfig
+
+    return dataclasses.replace(
+        spec, dataset="synthetic", synthetic=SyntheticConfig(num_users=60, num_items=40, mean_seq_len=8, seed=1),
+        families={family: sizes[:1] for family, sizes in spec.families.items()},
+        lr_grid={f: {s: lrs for s, lrs in by_size.items() if s in spec.families[f][:1]}
+                 for f, by_size in spec.lr_grid.items()},
+        budgets=[3e8], seeds=[0], extra_seeds=None, band=None)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_committed_spec_trains_at_tiny_scale(path, tmp_path):
+    from scaling.train import train_to_budget
+
+    spec = _at_tiny_scale(load_spec(path))
+    plans = plan_trials(spec)
+    assert {p.config.model.family for p in plans} == set(spec.families)
+    for plan in plans:
+        result = train_to_budget(plan.config, tmp_path / plan.trial_id)
+        assert result.status == "done", result.error
+        final = result.final
+        assert final["flops"] >= plan.config.budget and final["peak_lr"] == plan.config.optim.lr

@@ -5,7 +5,8 @@ import pytest
 
 from scaling.errors import GrscaleError
 from sweeps.check import plan_trials, size_cost
-from sweeps.grid import budget_values, expand, short_number, trial_id
+from scaling.schema import short_number
+from sweeps.grid import budget_values, expand, trial_id
 from sweeps.spec import load_spec, spec_from_dict
 from tests.sweeps.helpers import REPO, tiny_spec
 
@@ -15,16 +16,19 @@ def expanded(**changes):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"colour": "red"}, "spec: unknown key(s) colour"),
+    ({"colour": "red"}, "spec: unknown field 'colour'"),
     ({"families": {"hstu": ["xs", "xxl"]}}, "spec.families.hstu: unknown size 'xxl'; known: xs, s, m"),
     ({"families": {"gpt": ["xs"]}}, "spec.families: unknown family 'gpt'; known: hstu, sasrec, dlrm"),
     ({"families": {"hstu": []}}, "spec.families.hstu: no sizes, so the grid has zero trials"),
     ({"families": {}}, "spec.families: no families, so the grid has zero trials"),
     ({"budgets": []}, "spec.budgets: expected a non-empty list of FLOPs (an empty one gives zero trials)"),
     ({"seeds": []}, "spec.seeds: expected a non-empty list of integer seeds (an empty one gives zero trials)"),
-    ({"budgets": ["lots"]}, "spec.budgets: expected a number, got 'lots'"),
+    ({"budgets": ["lots"]}, "spec.budgets[0]: expected a number, got 'lots'"),
     ({"budgets": {"min": 1e9, "max": 1e8}}, "spec.budgets: max 1e+08 is below min 1e+09"),
-    ({"budgets": {"min": 1e8, "max": 1e9, "step": 2}}, "spec.budgets: unknown key(s) step"),
+    ({"budgets": {"min": 1e8, "max": 1e9, "step": 2}}, "spec.budgets: unknown field 'step'"),
+    ({"budgets": 1e9}, "spec.budgets: expected a list or a mapping, got 1000000000.0"),
+    ({"seeds": [0, 1.5]}, "spec.seeds[1]: expected an integer, got 1.5"),
+    ({"families": {"hstu": "xs"}}, "spec.families.hstu: expected a list, got 'xs'"),
     ({"budgets": [1e5, 1e8]}, "spec.budgets: 1e5 FLOPs is smaller than one training step of hstu-xs on synthetic"),
     ({"band": {"min_steps": 0}}, "spec.band.min_steps: expected an integer >= 1, got 0"),
     ({"band": {"max_epochs": "many"}}, "spec.band.max_epochs: expected a number, got 'many'"),
@@ -32,20 +36,26 @@ def expanded(**changes):
     ({"budgets": [1e8, 1.0001e8]}, "give the same trial id: dlrm-xs-C1e8-seed0, hstu-xs-C1e8-seed0"),
     ({"task": "ranking-ish"}, "spec.task: unknown task 'ranking-ish'"),
     ({"dataset": "ml-2m"}, "spec.dataset: unknown dataset 'ml-2m'"),
-    ({"trial": {"batch_sise": 32}}, "spec.trial: trial: unknown field(s) batch_sise"),
-    ({"trial": {"seed": 3}}, "spec.trial: seed set by the spec's own keys, not under trial:"),
-    ({"trial": {"optim": {"schedule": "linear"}}}, "spec.trial: unknown schedule 'linear'"),
+    ({"trial": {"optim": {"batch_sise": 32}}}, "spec.trial.optim: unknown field 'batch_sise'"),
+    ({"trial": {"batch_size": 32}}, "spec.trial.batch_size: this field moved to optim.batch_size"),
+    ({"trial": {"optim": {"lr": "1e-x"}}}, "spec.trial.optim.lr: expected a number, got '1e-x'"),
+    ({"trial": {"data": {"max_seq_len": "50"}}}, "spec.trial.data.max_seq_len: expected an integer, got '50'"),
+    ({"trial": {"seed": 3}}, "spec.trial.seed: set by the spec's own key seeds, not under trial:"),
+    ({"trial": {"model": {"size": "s"}}}, "spec.trial.model.size: set by the spec's own key families"),
+    ({"trial": {"optim": {"schedule": "linear"}}}, "spec.trial.optim.schedule: unknown value 'linear'"),
+    ({"variants": {"dlrm": ["paper"]}}, "spec.variants.dlrm: variant 'paper' is not defined for dlrm"),
+    ({"variants": {"hstu": ["paper", "paper"]}}, "spec.variants.hstu: expected a non-empty list of distinct"),
+    ({"select_on": "train"}, "spec.select_on: expected one of validation, test, got 'train'"),
     ({"lr_grid": {"sasrec": {"xs": [1e-3]}}}, "spec.lr_grid: family 'sasrec' is not in spec.families"),
     ({"lr_grid": {"hstu": {"s": [1e-3]}}}, "spec.lr_grid.hstu: size 's' is not in spec.families.hstu"),
-    ({"lr_grid": {"hstu": {"xs": [-1e-3]}}}, "spec.lr_grid.hstu.xs: expected a positive finite number"),
+    ({"lr_grid": {"hstu": {"xs": [-1e-3]}}}, "spec.lr_grid.hstu.xs: expected a positive number, got -0.001"),
     ({"model_overrides": {"sasrec": {"ffn_mult": 2}}}, "spec.model_overrides: family 'sasrec' is not in spec.families"),
     ({"model_overrides": {"hstu": {"query_tme": "target"}}}, "spec.model_overrides.hstu: bad override for hstu-xs"),
     ({"model_overrides": {"hstu": {"query_time": "next"}}}, "spec.model_overrides.hstu: unknown query_time 'next'"),
-    ({"model_overrides": {"dlrm": ["x"]}}, "spec.model_overrides.dlrm: expected a mapping of model config fields"),
-    ({"extra_seeds": {"seeds": [1]}}, "spec.extra_seeds: ExtraSeeds.__init__() missing 1 required keyword-only "
-                                      "argument: 'below'"),
-    ({"resources": {"cpus": 0}}, "spec.resources.cpus: expected a positive number, got 0"),
-    ({"resources": {"gpu": 1}}, "spec.resources: unknown key(s) gpu; known: cpus, gpus"),
+    ({"model_overrides": {"dlrm": ["x"]}}, "spec.model_overrides.dlrm: expected a mapping, got ['x']"),
+    ({"extra_seeds": {"seeds": [1]}}, "spec.extra_seeds: missing below"),
+    ({"resources": {"cpus": 0}}, "spec.resources: cpus must be positive"),
+    ({"resources": {"gpu": 1}}, "spec.resources: unknown field 'gpu'; known: cpus, gpus"),
     ({"max_concurrent_trials": 0}, "spec.max_concurrent_trials: expected an integer >= 1, got 0"),
     ({"name": "a/b"}, "spec.name: expected a folder name"),
     ({"synthetic": {"num_users": 0}}, "spec.synthetic: synthetic data needs num_users >= 1"),
@@ -60,13 +70,14 @@ def test_bad_spec_fails_with_one_message_naming_the_field(changes, message):
 def test_missing_required_key_is_named():
     spec = tiny_spec()
     del spec["budgets"]
-    with pytest.raises(GrscaleError, match="spec: .*budgets"):
+    with pytest.raises(GrscaleError, match="spec: missing budgets"):
         spec_from_dict(spec)
 
 
 def test_trial_ids_are_deterministic_from_coordinates():
     assert trial_id("hstu", "s", 3e13, 0) == "hstu-s-C3e13-seed0"
     assert trial_id("dlrm", "m", 3.16e8, 2, lr=3e-3) == "dlrm-m-C3.16e8-seed2-lr3e-3"
+    assert trial_id("hstu", "s", 1e9, 1, "paper", 1e-3) == "hstu-s-C1e9-seed1-paper-lr1e-3"
     assert [short_number(v) for v in (1e8, 1.5e8, 1e-3, 123456)] == ["1e8", "1.5e8", "1e-3", "1.23e5"]
 
 
@@ -80,25 +91,48 @@ def test_grid_counts_seed_rule_and_lr_grid():
     assert "dlrm-xs-C1e8-seed1" in ids and "dlrm-xs-C4e8-seed0" in ids
     by_id = {p.trial_id: p for p in plans}
     cfg = by_id["hstu-xs-C1e8-seed2-lr3e-3"].config
-    assert (cfg.family, cfg.size, cfg.budget, cfg.seed, cfg.optim.lr) == ("hstu", "xs", 1e8, 2, 3e-3)
-    assert cfg.batch_size == 32 and cfg.synthetic.num_users == 120 and cfg.progress is False
-    assert by_id["dlrm-xs-C1e8-seed0"].lr is None and by_id["dlrm-xs-C1e8-seed0"].config.optim.lr == 1e-3
+    assert (cfg.model.family, cfg.model.size, cfg.budget, cfg.seed, cfg.optim.lr) == ("hstu", "xs", 1e8, 2, 3e-3)
+    assert cfg.optim.batch_size == 32 and cfg.data.synthetic.num_users == 120 and cfg.runtime.progress is False
+    assert by_id["dlrm-xs-C1e8-seed0"].config.optim.lr == 1e-3
+    # the swept rate is the trial's setting, a coordinate of its rows
+    assert cfg.setting["peak_lr"] == 3e-3 and by_id["hstu-xs-C1e8-seed2-lr1e-3"].config.setting["peak_lr"] == 1e-3
+
+
+def test_variants_are_swept_per_family_and_named_in_the_trial_ids():
+    plans = expanded(variants={"hstu": ["default", "paper"]})
+    by_id = {p.trial_id: p.config for p in plans}
+    assert {i for i in by_id if i.startswith("hstu")} == {
+        "hstu-xs-C1e8-seed0", "hstu-xs-C1e8-seed0-paper", "hstu-xs-C2e8-seed0", "hstu-xs-C2e8-seed0-paper"}
+    assert by_id["hstu-xs-C1e8-seed0-paper"].model.variant == "paper"
+    assert by_id["hstu-xs-C1e8-seed0-paper"].setting["variant"] == "paper"
+    assert {c.model.variant for i, c in by_id.items() if i.startswith("dlrm")} == {"default"}
+
+
+def test_yaml_numbers_without_a_dot_are_numbers_everywhere(tmp_path):
+    """PyYAML reads 1e-3 as a string; every number field of a spec and its trial block takes it as the number."""
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: t\nfamilies: {hstu: [xs]}\nbudgets: [1e8]\nlr_grid: {hstu: {xs: [1e-3, 3e-3]}}\n"
+                    "extra_seeds: {seeds: [1], below: 2e8}\n"
+                    "trial: {optim: {lr: 1e-3, warmup_fraction: 5e-2}, model: {dropout: 1e-1}}\n")
+    configs = [p.config for p in expand(load_spec(path))]
+    assert {c.optim.lr for c in configs} == {1e-3, 3e-3} and {c.seed for c in configs} == {0, 1}
+    assert all(c.optim.warmup_fraction == 0.05 and c.model.dropout == 0.1 for c in configs)
 
 
 def test_model_overrides_reach_their_family_only():
     plans = expanded(model_overrides={"hstu": {"query_time": "target", "qk_scale": 1.0},
                                       "dlrm": {"num_cross_layers": 2}})
-    by_family = {p.config.family: p.config.model_overrides for p in plans}
+    by_family = {p.config.model.family: p.config.model.overrides for p in plans}
     assert by_family == {"hstu": {"query_time": "target", "qk_scale": 1.0}, "dlrm": {"num_cross_layers": 2}}
     # A spec without them leaves the trial's own (here none) in place.
-    assert {p.config.model_overrides.get("query_time") for p in expanded()} == {None}
+    assert {p.config.model.overrides.get("query_time") for p in expanded()} == {None}
 
 
 def test_log_range_budgets_are_rounded_to_their_ids():
     spec = spec_from_dict(tiny_spec(budgets={"min": "1e8", "max": "1e9", "per_decade": 4}))
     values = budget_values(spec)
     assert values == [1e8, 1.78e8, 3.16e8, 5.62e8, 1e9]
-    assert {p.trial_id for p in expand(spec) if p.config.family == "dlrm"} == {
+    assert {p.trial_id for p in expand(spec) if p.config.model.family == "dlrm"} == {
         f"dlrm-xs-C{short_number(v)}-seed0" for v in values}
 
 
@@ -115,7 +149,7 @@ def test_band_keeps_the_cells_between_min_steps_and_max_epochs():
     kept = {p.trial_id for p in plan_trials(spec)}
     expected = set()
     for family in ("hstu", "dlrm"):
-        cost = size_cost(next(p for p in grid if p.config.family == family), _tiny_split())
+        cost = size_cost(next(p.config for p in grid if p.config.model.family == family), _tiny_split())
         inside = [b for b in budgets if 2 * cost.step <= b <= 10 * cost.epoch]
         assert 0 < len(inside) < len(budgets)  # the band cuts this grid
         expected |= {trial_id(family, "xs", b, 0) for b in inside}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -59,6 +60,7 @@ def test_results_table_has_every_trial_with_its_outcome(sweep):
         metrics = (root / "runs/e2e/trials" / trial_id / "metrics.jsonl").read_text().splitlines()
         assert len(rows) == len(metrics) and list(rows["flops"]) == [json.loads(m)["flops"] for m in metrics]
     assert finals.loc["hstu-xs-C1e8-seed0-lr3e-3", "peak_lr"] == 3e-3
+    assert set(table["node"]) == {os.uname().nodename}  # every row, the failed trial's too
 
 
 def test_one_wandb_run_per_trial_logged_against_flops(sweep):
@@ -82,7 +84,8 @@ def test_status_counts_and_flops(sweep):
     proc = run_cli("sweep", "status", str(root / "runs/e2e"))
     assert proc.returncode == 0, proc.stderr
     total = proc.stdout.splitlines()[-1].split()
-    assert total[0] == "total" and total[1:6] == ["3", "0", "0", "2", "1"]  # done running pending diverged failed
+    # done running interrupted pending diverged failed
+    assert total[0] == "total" and total[1:7] == ["3", "0", "0", "0", "2", "1"]
     assert total[-3:-1] == ["/", "9e8"]  # budgets: 3 x 1e8 + 3 x 2e8; the diverged and failed trials spent little
 
 

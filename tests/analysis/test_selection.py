@@ -1,0 +1,176 @@
+"""Settings and sizes are chosen on validation, the test metric is what is fitted: values, not just shapes."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.bootstrap import Points, best_per_budget, resample
+from analysis.report import build_blocks
+from analysis.results import choose_metric, setting_labels, trial_table
+from analysis.study import analyze
+from analysis.tables import best_size_table, setting_table
+from scaling.errors import GrscaleError
+from tests.analysis.synth import results_table, saturating
+
+BUDGETS = np.logspace(13, 18, 6)
+ONE_SIZE = {"hstu-s": 1e6}
+GOOD, BAD = saturating(2.0, 3e4, 0.3), saturating(2.4, 3e4, 0.3)
+
+
+def two_settings(winner: dict, loser: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trials of setting `winner`, better on validation and worse on test than those of `loser`;
+    3 noisy seeds each."""
+    common = dict(family="hstu", sizes=ONE_SIZE, budgets=BUDGETS, seeds=3, noise=0.02, rng=np.random.default_rng(1))
+    return (results_table(BAD, validation=GOOD, setting=winner, **common),
+            results_table(GOOD, validation=BAD, setting=loser, **common))
+
+
+def final_means(table: pd.DataFrame, column: str) -> pd.Series:
+    return table[table["eval_kind"] == "final"].groupby("budget")[column].mean()
+
+
+@pytest.mark.parametrize("winner, loser, label, runner_up", [
+    ({"peak_lr": 1e-3}, {"peak_lr": 3e-3}, "lr 1e-3", "lr 3e-3"),
+    ({"variant": "paper"}, {"variant": "grscale"}, "variant paper", "variant grscale"),
+])
+def test_setting_that_wins_on_validation_is_fitted_on_its_own_seeds(winner, loser, label, runner_up):
+    alone, other = two_settings(winner, loser)
+    table = pd.concat([alone, other], ignore_index=True)
+    result = analyze(table, n_resamples=200, seed=7)
+    fit = result.fits["hstu"]
+    final = alone[alone["eval_kind"] == "final"]
+    # The winner's test means, seeds in table order, as the fits average them.
+    expected = [np.mean(g.to_numpy()) for _, g in final.groupby("budget")["test/nll"]]
+    np.testing.assert_array_equal(fit.losses, expected)
+    assert set(fit.best_settings) == {label}
+    # Intervals from the winner's seeds only: the same as a table that never held the loser.
+    only = analyze(alone, n_resamples=200, seed=7).fits["hstu"]
+    assert fit.intervals == only.intervals
+    for form in fit.samples:
+        np.testing.assert_array_equal(fit.samples[form], only.samples[form])
+    # Averaging the two settings as seeds would have fitted other points.
+    assert not np.allclose(fit.losses, final_means(table, "test/nll"), rtol=1e-3)
+    assert len(result.settings) == len(BUDGETS)
+    won, lost = final_means(alone, "val/nll"), final_means(other, "val/nll")
+    for cell in result.settings:
+        assert (cell.chosen, cell.runner_up, cell.settings, cell.seeds) == (label, runner_up, 2, 3)
+        assert (cell.chosen_value, cell.runner_up_value) == pytest.approx((won[cell.budget], lost[cell.budget]))
+        assert cell.gap == pytest.approx(lost[cell.budget] - won[cell.budget])
+        assert cell.at_edge == ("peak_lr" in winner)
+
+
+def test_best_size_per_budget_is_chosen_on_validation():
+    # hstu-l wins on test at every budget but loses on validation: hstu-s must be chosen.
+    small = results_table(BAD, validation=GOOD, family="hstu", sizes={"hstu-s": 1e6}, budgets=BUDGETS)
+    large = results_table(GOOD, validation=BAD, family="hstu", sizes={"hstu-l": 1e8}, budgets=BUDGETS)
+    table = pd.concat([small, large], ignore_index=True)
+    fit = analyze(table, n_resamples=10).fits["hstu"]
+    assert fit.best_sizes == ("hstu-s",) * len(BUDGETS)
+    np.testing.assert_allclose(fit.losses, BAD(0, 0, BUDGETS), rtol=1e-12)
+    np.testing.assert_allclose(fit.best_selection, GOOD(0, 0, BUDGETS), rtol=1e-12)
+    on_test = analyze(table, n_resamples=10, select_on="test").fits["hstu"]
+    assert on_test.best_sizes == ("hstu-l",) * len(BUDGETS)
+
+
+def test_bootstrap_redoes_the_size_choice_on_resampled_validation_pairs():
+    # Two sizes at one budget: "s" wins on its measured validation mean (1.075 < 1.1), but a resample
+    # drawing its second seed twice (validation 1.25) hands the budget to "l".
+    points = Points(
+        family="hstu", size=np.array(["s", "l"], dtype=object), budget=np.array([1e13, 1e13]),
+        setting=np.array(["one setting"] * 2, dtype=object), n_params=np.array([1e6, 1e8]),
+        tokens=np.array([1e6, 1e4]), replicates=(np.array([4.0, 6.0]), np.array([3.0, 3.0])),
+        selection=(np.array([0.9, 1.25]), np.array([1.1, 1.1])),
+    )
+    batch = resample(points, 400, np.random.default_rng(0))
+    # Each seed's (validation, test) pair is drawn together: the resampled means move in step.
+    np.testing.assert_allclose(batch.values[:, 0] - 5.0, (2.0 / 0.35) * (batch.selection[:, 0] - 1.075), atol=1e-12)
+    _, values, _, chosen = best_per_budget(points, batch)
+    assert chosen[0, 0] == 0 and values[0, 0] == 5.0  # row 0: the data as measured
+    picks_l = batch.selection[1:, 0] > 1.1
+    assert 0 < picks_l.sum() < 400
+    np.testing.assert_array_equal(chosen[1:, 0], np.where(picks_l, 1, 0))
+    np.testing.assert_array_equal(values[1:, 0], np.where(picks_l, 3.0, batch.values[1:, 0]))
+
+
+def test_validation_value_is_taken_at_the_best_step():
+    table = results_table(GOOD, family="hstu", sizes=ONE_SIZE, budgets=BUDGETS[:2])
+    metric = choose_metric(table, None)
+    val_rows = table[table["eval_kind"] == "val"].set_index("trial_id")["val/nll"]
+    final_rows = table[table["eval_kind"] == "final"].set_index("trial_id")["val/nll"]
+    at_end = trial_table(table, metric).set_index("trial_id")["validation"]
+    pd.testing.assert_series_equal(at_end, final_rows, check_names=False)
+    earlier = table.assign(best_step=table["best_step"].where(table["eval_kind"] != "final", 50))
+    at_best = trial_table(earlier, metric).set_index("trial_id")["validation"]
+    pd.testing.assert_series_equal(at_best, val_rows, check_names=False)
+    missing = trial_table(table.drop(columns="best_step"), metric).set_index("trial_id")["validation"]
+    pd.testing.assert_series_equal(missing, final_rows, check_names=False)
+
+
+def test_leave_last_out_refuses_selection_unless_select_on_test():
+    sizes = {"hstu-s": 1e6, "hstu-l": 1e8}
+    table = results_table(GOOD, family="hstu", sizes=sizes, budgets=BUDGETS, columns={"split": "leave-last-out"})
+    with pytest.raises(GrscaleError) as error:
+        analyze(table, n_resamples=5)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("cannot select on validation: split 'leave-last-out' has no validation set apart "
+                              "from test, and the table has 6 budgets with several sizes to choose between")
+    assert "pass --select-on test" in message
+    flagged = analyze(table, n_resamples=5, select_on="test")
+    assert (flagged.selection.select_on, flagged.selection.source, flagged.selection.column) == (
+        "test", "from --select-on", "test/nll")
+    from_spec = analyze(table.assign(select_on="test"), n_resamples=5)
+    assert from_spec.selection.source == "from the table's select_on column"
+    first = build_blocks(from_spec, [])[1]
+    assert first[0] == "p" and first[1].startswith("**Selected on test.** select_on is `test` (from the table's "
+                                                   "select_on column)")
+    # One size and one setting: nothing is selected, so nothing is refused.
+    alone = results_table(GOOD, family="hstu", sizes=ONE_SIZE, budgets=BUDGETS, columns={"split": "leave-last-out"})
+    assert analyze(alone, n_resamples=5).selection.select_on == "validation"
+
+
+def test_several_settings_without_validation_values_are_refused():
+    table = pd.concat(two_settings({"peak_lr": 1e-3}, {"peak_lr": 3e-3}), ignore_index=True)
+    with pytest.raises(GrscaleError, match=r"^cannot select on validation: the table has no val/nll values, and it "
+                                           r"has 6 \(family, size, budget\) cells with several settings"):
+        analyze(table.drop(columns="val/nll"), n_resamples=5)
+    with pytest.raises(GrscaleError, match="select_on column holds test and validation: pass --select-on"):
+        analyze(table.assign(select_on=np.where(table["peak_lr"] > 2e-3, "test", "validation")), n_resamples=5)
+
+
+def test_learning_rate_at_the_edge_of_its_grid_is_flagged():
+    parts = []
+    for lr, val_scale in ((1e-3, 1.2), (3e-3, 1.0), (1e-2, 1.1)):  # 3e-3 wins at every budget but the largest
+        def validation(n, d, c, s=val_scale):
+            return (0.9 if (s == 1.1 and c > BUDGETS[-2]) else s) * GOOD(n, d, c)
+
+        parts.append(results_table(GOOD, validation=validation, family="hstu", sizes=ONE_SIZE, budgets=BUDGETS,
+                                   seeds=2, setting={"peak_lr": lr}))
+    result = analyze(pd.concat(parts, ignore_index=True), n_resamples=5)
+    chosen = {c.budget: (c.chosen, c.at_edge) for c in result.settings}
+    assert chosen == {**{b: ("lr 3e-3", False) for b in BUDGETS[:-1]}, BUDGETS[-1]: ("lr 1e-2", True)}
+    table = setting_table(result)
+    assert table["note"].tolist() == [""] * 5 + ["at the edge of its grid: the best rate may lie outside it"]
+    assert table.loc[5, "runner_up"] == "lr 3e-3"
+    assert table.loc[5, "gap"] == pytest.approx(0.1 * GOOD(0, 0, BUDGETS[-1]), rel=1e-9)
+    (unsupported,) = [b for b in build_blocks(result, []) if b[0] == "ul"][1:]
+    assert "hstu hstu-s at C = 1e+18: the chosen lr 1e-2 is at the edge of its grid: the best rate may lie outside " \
+           "it." in unsupported[1]
+
+
+def test_best_size_table_shows_the_validation_value_that_chose_each_point():
+    table = results_table(BAD, validation=GOOD, family="hstu", sizes=ONE_SIZE, budgets=BUDGETS, metric="test/hr@10")
+    result = analyze(table, metric="test/hr@10", n_resamples=5)
+    best = best_size_table(result)
+    assert list(best.columns) == ["family", "budget", "size", "val/hr@10 (selects)", "test/hr@10 (fitted)"]  # one setting: no column
+    np.testing.assert_allclose(best["val/hr@10 (selects)"], 1.0 - GOOD(0, 0, BUDGETS), rtol=1e-12)
+    np.testing.assert_allclose(best["test/hr@10 (fitted)"], 1.0 - BAD(0, 0, BUDGETS), rtol=1e-12)
+
+
+def test_setting_labels_name_the_columns_that_vary():
+    frame = pd.DataFrame({"peak_lr": [1e-3, 3.16e-3, 1e-3], "schedule": ["cosine"] * 3,
+                          "variant": ["paper", "paper", "grscale"], "overrides": ["{}"] * 3})
+    assert setting_labels(frame).tolist() == ["lr 1e-3, variant paper", "lr 3.16e-3, variant paper",
+                                              "lr 1e-3, variant grscale"]
+    assert setting_labels(frame.iloc[:1]).tolist() == ["one setting"]
+    assert setting_labels(pd.DataFrame({"seed": [0, 1]})).tolist() == ["one setting"] * 2
+
