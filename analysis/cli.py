@@ -67,7 +67,7 @@ def _require_some_fit(result) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from analysis.files import write_text
+    from scaling import files
     from analysis.report import fmt
     from analysis.study import to_dict
     from analysis.tables import best_size_table, parameter_table, selection_table, setting_table
@@ -75,7 +75,7 @@ def run_fit(args: argparse.Namespace) -> int:
     result = _analyze(args.results, args, args.family)
     _require_some_fit(result)
     out_dir = args.out or (args.results if args.results.is_dir() else args.results.parent)
-    write_text(out_dir / "fits.json", json.dumps(to_dict(result), indent=2) + "\n")
+    files.atomic_write_text(out_dir / "fits.json", json.dumps(to_dict(result), indent=2) + "\n")
     pct = round(100 * result.level)
     selection = result.selection
     print(f"metric: {result.metric.name}; fitted: {result.metric.fitted}; "
@@ -108,7 +108,7 @@ def report_sweep(sweep_dir: Path, *, metric: str | None = None, higher_is_better
                  wandb_project: str = "grscale", out_dir: Path | None = None):
     """Fit everything the sweep's results support, write the report, fits.json and trials.csv to
     out_dir (default sweep_dir/report/) and (optionally) log it to W&B. Returns (StudyResult, report folder)."""
-    from analysis.files import copy_file, write_text
+    from scaling import files
     from analysis.report import report_tables, write_report
     from analysis.results import load_results, results_path
     from analysis.study import analyze, to_dict
@@ -123,12 +123,12 @@ def report_sweep(sweep_dir: Path, *, metric: str | None = None, higher_is_better
     paths = write_report(result, out_dir)
     final = frame[frame["eval_kind"].eq("final")].dropna(axis=1, how="all")
     paths |= {
-        "fits.json": write_text(out_dir / "fits.json", json.dumps(to_dict(result), indent=2) + "\n"),
-        "trials.csv": write_text(out_dir / "trials.csv",
-                                 final.sort_values(["family", "size", "budget", "seed"]).to_csv(index=False)),
+        "fits.json": files.atomic_write_text(out_dir / "fits.json", json.dumps(to_dict(result), indent=2) + "\n"),
+        "trials.csv": files.atomic_write_text(
+            out_dir / "trials.csv", final.sort_values(["family", "size", "budget", "seed"]).to_csv(index=False)),
     }
     if not out_dir.resolve().is_relative_to(sweep_dir.resolve()):
-        paths[source.name] = copy_file(source, out_dir / source.name)
+        paths[source.name] = files.atomic_copy(source, out_dir / source.name)
     print(f"wrote {out_dir}: " + ", ".join(sorted(paths)))
     if wandb:
         from analysis.wandb_log import log_report

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from analysis.family import prediction_band
-from analysis.files import write_file
+from scaling import files
 from analysis.powerlaw import FORMS, predict_log
 from analysis.study import StudyResult
 
@@ -40,7 +40,7 @@ def save_figures(figures: dict[str, Figure], out_dir: Path) -> dict[str, dict[st
         paths[stem] = {}
         for ext in ("png", "svg"):
             draw = partial(fig.savefig, format=ext, dpi=110, bbox_inches="tight")  # draw(handle)
-            paths[stem][ext] = write_file(out_dir / f"{stem}.{ext}", draw)
+            paths[stem][ext] = files.atomic_write(out_dir / f"{stem}.{ext}", draw)
     return paths
 
 

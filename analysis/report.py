@@ -16,7 +16,7 @@ from analysis import tables
 from analysis.bootstrap import Interval
 from analysis.compare import Multiplier
 from analysis.family import FamilyFit
-from analysis.files import write_text
+from scaling import files
 from analysis.selection import EDGE_NOTE
 from analysis.study import StudyResult
 
@@ -228,8 +228,8 @@ def write_report(result: StudyResult, out_dir: Path) -> dict[str, Path]:
 
     figure_paths = save_figures(all_figures(result), out_dir)
     blocks = build_blocks(result, list(figure_paths))
-    paths = {"report.md": write_text(out_dir / "report.md", render_markdown(blocks)),
-             "report.html": write_text(out_dir / "report.html", render_html(blocks, out_dir))}
+    paths = {"report.md": files.atomic_write_text(out_dir / "report.md", render_markdown(blocks)),
+             "report.html": files.atomic_write_text(out_dir / "report.html", render_html(blocks, out_dir))}
     for stem, by_ext in figure_paths.items():
         for ext, path in by_ext.items():
             paths[f"{stem}.{ext}"] = path

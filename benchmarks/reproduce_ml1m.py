@@ -51,7 +51,7 @@ import torch
 from models.loss_config import NEGATIVES_PER
 from models.presets import variant_fields
 from scaling.config import TrialConfig
-from scaling.data.cache import atomic_write
+from scaling.files import atomic_write, atomic_write_text
 from scaling.data.dataset import load_dataset
 from scaling.data.fetch import find_data_file
 from scaling.data.log import TIES
@@ -61,7 +61,8 @@ from scaling.errors import GrscaleError
 from scaling.evaluate import evaluate_retrieval
 from scaling.metrics import standard_error
 from scaling.reporting import read_rows
-from scaling.train import CHECKPOINT, build_trial_model, train_to_budget
+from scaling.schema import CHECKPOINT_FILE
+from scaling.train import build_trial_model, train_to_budget
 from sweeps.check import size_cost
 
 PUBLISHED = {  # HR@10, NDCG@10, HR@50, HR@200 from the paper's Table (ML-1M)
@@ -129,7 +130,7 @@ def pandas_sorted_ml1m(runs: Path) -> Path:
     atomic_write(folder / "ratings.dat", lambda h: h.writelines(lines[i] for i in order))
     summary = {"source": str(source.resolve()), "tied_pairs_in_file_order": tied_pairs_in_file_order(frame, order),
                "pandas": pd.__version__, "numpy": np.__version__}
-    atomic_write(folder / "order.json", lambda h: h.write((json.dumps(summary, indent=1) + "\n").encode()))
+    atomic_write_text(folder / "order.json", json.dumps(summary, indent=1) + "\n")
     return folder
 
 
@@ -191,7 +192,7 @@ def record_finished_runs(runs: Path) -> dict:
         orders = {order_key(o): o for o in ledger["orders"]}
         orders.update(order_records(list(known.values()), changed, set(orders)))
         ledger = {"runs": sorted(known.values(), key=table_order), "orders": sorted(orders.values(), key=order_key)}
-        atomic_write(LEDGER, lambda h: h.write((json.dumps(ledger, indent=1) + "\n").encode()))
+        atomic_write_text(LEDGER, json.dumps(ledger, indent=1) + "\n")
     return ledger
 
 
@@ -229,7 +230,7 @@ def table_order(record: dict) -> tuple:
 
 
 def run_config(run: Path) -> TrialConfig:
-    return TrialConfig.from_dict(torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["config"])
+    return TrialConfig.from_dict(torch.load(run / CHECKPOINT_FILE, map_location="cpu", weights_only=False)["config"])
 
 
 def architectures_of(cfg: TrialConfig) -> list[str]:
@@ -277,7 +278,7 @@ def run_record(run: Path, cfg: TrialConfig, final: dict, known: dict) -> dict:
     per_user = per_user_test_metrics(run, protocol)
     for m in METRICS:
         if abs(per_user[m].mean() - means[m]) > 1e-6:
-            raise GrscaleError(f"{run}: re-evaluating {CHECKPOINT} gives {m} {per_user[m].mean():.6f}, "
+            raise GrscaleError(f"{run}: re-evaluating {CHECKPOINT_FILE} gives {m} {per_user[m].mean():.6f}, "
                                f"metrics.jsonl says {means[m]:.6f}")
     record = recorded  # where recorded before its per-user figures were kept
     if record is None:
@@ -297,7 +298,7 @@ def run_record(run: Path, cfg: TrialConfig, final: dict, known: dict) -> dict:
 def per_user_test_metrics(run: Path, protocol: str) -> dict[str, np.ndarray]:
     """A finished run's test metrics per user, re-evaluated from its checkpoint: the final model under
     the paper's protocol, the best-validation model under ours (the models its figures come from)."""
-    payload = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
+    payload = torch.load(run / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
     cfg = TrialConfig.from_dict(payload["config"])
     data_dir = Path(cfg.runtime.data_dir) if cfg.runtime.data_dir else None
     log = load_dataset(cfg.data.dataset, data_dir, ties=cfg.data.ties, allow_modified=cfg.data.allow_modified)

@@ -8,7 +8,6 @@ identity is everything but `runtime`: where and how fast it runs never changes w
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,9 +134,6 @@ class TrialConfig:
         """The hyperparameters that may be swept within a (family, size, budget) cell, as result columns."""
         return {"peak_lr": self.optim.lr, "schedule": self.optim.schedule, "variant": self.model.variant,
                 "overrides": json.dumps(self.model.overrides, sort_keys=True)}
-
-    def with_runtime(self, **changes: Any) -> "TrialConfig":
-        return dataclasses.replace(self, runtime=dataclasses.replace(self.runtime, **changes))
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "trial") -> "TrialConfig":

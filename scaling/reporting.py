@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from scaling.data.cache import atomic_write
+from scaling.files import atomic_write_text
+from scaling.schema import STATUS_FILE
 
 
 class Reporter(Protocol):
@@ -46,7 +47,14 @@ class JsonlReporter:
         if not self.path.exists():
             return
         lines = self.path.read_text().splitlines(keepends=True)[:num_rows]
-        atomic_write(self.path, lambda handle: handle.write("".join(lines).encode()))
+        atomic_write_text(self.path, "".join(lines))
+
+
+def write_status(run_dir: Path, status: str, error: str | None, flops: float, step: int) -> None:
+    """A run's status.json once it stops (done, diverged, failed or interrupted), read by `sweep status`,
+    the results table and `--resume`."""
+    payload = {"status": status, "error": error, "flops": flops, "step": step}
+    atomic_write_text(Path(run_dir) / STATUS_FILE, json.dumps(payload))
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from models.presets import build_model, model_config
 from scaling import schema, typed
 from scaling.allocator import keep_freed_memory
 from scaling.config import TrialConfig
-from scaling.data.cache import atomic_write
+from scaling.files import atomic_write, atomic_write_text
 from scaling.data.dataset import load_dataset
 from scaling.data.loader import TrainBatches
 from scaling.data.log import DataSource
@@ -36,12 +36,8 @@ from scaling.errors import GrscaleError
 from scaling.evaluate import evaluate
 from scaling.flops import training_flops
 from scaling.progress import TrainProgress
-from scaling.reporting import JsonlReporter, Reporter, read_rows
+from scaling.reporting import JsonlReporter, Reporter, read_rows, write_status
 from scaling.schedule import eval_fractions, lr_at
-
-CHECKPOINT = schema.CHECKPOINT_FILE
-METRICS = schema.METRICS_FILE
-
 
 @dataclass
 class TrialResult:
@@ -148,7 +144,7 @@ class Trainer:
         self.fractions = eval_fractions(cfg.eval.num_evals, cfg.eval.first_eval_fraction)
         self.state = TrialState()
         self.best_model_state: dict[str, torch.Tensor] | None = None
-        self.jsonl = JsonlReporter(self.out_dir / METRICS)
+        self.jsonl = JsonlReporter(self.out_dir / schema.METRICS_FILE)
         self.reporters = [self.jsonl, *reporters]
         first = next(self.batches.epoch(0))
         step_flops = training_flops(self.model.config, cfg.task, first.lengths()).useful
@@ -170,11 +166,11 @@ class Trainer:
             "best_model": self.best_model_state,
             "config": self.cfg.to_dict(),
         }
-        atomic_write(self.out_dir / CHECKPOINT, lambda handle: torch.save(payload, handle))
+        atomic_write(self.out_dir / schema.CHECKPOINT_FILE, lambda handle: torch.save(payload, handle))
         self.checkpointed_at = time.perf_counter()
 
     def load_checkpoint(self) -> bool:
-        path = self.out_dir / CHECKPOINT
+        path = self.out_dir / schema.CHECKPOINT_FILE
         if not path.exists():
             return False
         payload = torch.load(path, map_location=self.device, weights_only=False)
@@ -277,18 +273,22 @@ class Trainer:
         # It runs again: no status until it stops (`sweep status` shows it running, not interrupted).
         (self.out_dir / schema.STATUS_FILE).unlink(missing_ok=True)
         if not resumed:
-            (self.out_dir / METRICS).unlink(missing_ok=True)  # a resume without a checkpoint starts over
+            # A resume without a checkpoint starts over.
+            (self.out_dir / schema.METRICS_FILE).unlink(missing_ok=True)
             info = {"config": self.cfg.to_dict(), "git_sha": _git_sha(), "kernel": self.kernel,
                     "params_embedding": self.params_embedding, "params_nonembedding": self.params_nonembedding,
                     "device": str(self.device), "node": socket.gethostname(),
                     "data": dataclasses.asdict(self.source) if self.source else None}
-            atomic_write(self.out_dir / schema.RUN_INFO_FILE,
-                         lambda h: h.write(json.dumps(info, indent=2).encode()))
+            atomic_write_text(self.out_dir / schema.RUN_INFO_FILE, json.dumps(info, indent=2))
         return resumed
 
     def run(self, resume: bool = False) -> TrialResult:
         """Train to the budget (from the checkpoint where `resume` finds one); rows go to the reporters."""
         self.start(resume)
+        return self.train()
+
+    def train(self) -> TrialResult:
+        """The loop, from the state `start` left: to the budget, a divergence or a stop request."""
         cfg, s = self.cfg, self.state
         progress = TrainProgress(cfg, enabled=cfg.runtime.progress, initial_flops=s.flops)
         status, error = "done", None
@@ -337,17 +337,14 @@ class Trainer:
             row = self.base_row("diverged", "final")
             row["error"] = error
             self.emit(row)
-        self.write_status(status, error)
-        return TrialResult(status=status, rows=read_rows(self.out_dir / METRICS), out_dir=self.out_dir, error=error)
-
-    def write_status(self, status: str, error: str | None) -> None:
-        payload = json.dumps({"status": status, "error": error, "flops": self.state.flops, "step": self.state.step})
-        atomic_write(self.out_dir / schema.STATUS_FILE, lambda h: h.write(payload.encode()))
+        write_status(self.out_dir, status, error, self.state.flops, self.state.step)
+        rows = read_rows(self.out_dir / schema.METRICS_FILE)
+        return TrialResult(status=status, rows=rows, out_dir=self.out_dir, error=error)
 
 
 def holds_run(out_dir: Path) -> bool:
     """Whether a folder holds (part of) a run: its config, rows, checkpoint or status."""
-    names = (schema.RUN_INFO_FILE, METRICS, CHECKPOINT, schema.STATUS_FILE)
+    names = (schema.RUN_INFO_FILE, schema.METRICS_FILE, schema.CHECKPOINT_FILE, schema.STATUS_FILE)
     return any((Path(out_dir) / name).exists() for name in names)
 
 
@@ -365,19 +362,16 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def resume_point(out_dir: Path) -> dict[str, Any] | None:
-    """Where a resume of the run in `out_dir` starts: its checkpoint's step and FLOPs, None without one."""
-    path = Path(out_dir) / CHECKPOINT
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)["state"]
-    return {"step": state["step"], "flops": state["flops"]}
+def trial_trainer(cfg: TrialConfig, out_dir: Path, reporters: Iterable[Reporter] = (),
+                  should_stop: Callable[[], str | None] | None = None) -> Trainer:
+    """The trainer of `cfg` in `out_dir` (created, or refused in one line), on the runtime's threads."""
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    prepare_out_dir(out_dir)
+    return Trainer(cfg, out_dir, reporters, should_stop)
 
 
 def train_to_budget(cfg: TrialConfig, out_dir: Path, reporters: Iterable[Reporter] = (), resume: bool = False,
                     should_stop: Callable[[], str | None] | None = None) -> TrialResult:
     """Train `cfg` until its FLOPs budget is spent; rows go to out_dir/metrics.jsonl and `reporters`."""
-    if cfg.runtime.threads:
-        torch.set_num_threads(cfg.runtime.threads)
-    prepare_out_dir(out_dir)
-    return Trainer(cfg, out_dir, reporters, should_stop).run(resume=resume)
+    return trial_trainer(cfg, out_dir, reporters, should_stop).run(resume=resume)

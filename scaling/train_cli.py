@@ -5,7 +5,6 @@ import argparse
 import math
 import re
 import shlex
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -110,51 +109,32 @@ def trial_config_from_args(args: argparse.Namespace):
     return TrialConfig.from_dict(data)
 
 
-class StopOnSignal:
-    """SIGINT and SIGTERM ask the trial to checkpoint and stop at its next step; a second one stops at once."""
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def _handle(self, number: int, frame) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(number).name
-        print(f"\n{self.received}: checkpointing at the next step (send it again to stop at once)", file=sys.stderr)
-
-    def __call__(self) -> str | None:
-        return self.received
-
-    def restore(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
 def resume_command(argv: list[str]) -> str:
     """The command line that continues this run: the same one, with --resume."""
     return shlex.join(["grscale", *argv, *([] if "--resume" in argv else ["--resume"])])
 
 
 def _train(args: argparse.Namespace) -> int:
-    from scaling.train import prepare_out_dir, resume_point, train_to_budget
+    from scaling.interrupts import StopOnSignal
+    from scaling.train import trial_trainer
 
     cfg = trial_config_from_args(args)
-    prepare_out_dir(args.out)
-    if args.resume:
-        point = resume_point(args.out)
-        print(f"resuming {args.out} from step {point['step']} ({point['flops']:.3g} of {cfg.budget:.3g} FLOPs)"
-              if point else f"no checkpoint in {args.out}: starting from step 0", flush=True)
-    stop = StopOnSignal()
+    stop = StopOnSignal("checkpointing at the next step (send it again to stop at once)", "stopping at once")
     try:
-        result = train_to_budget(cfg, args.out, resume=args.resume, should_stop=stop)
+        trainer = trial_trainer(cfg, args.out, should_stop=stop)
+        if trainer.start(args.resume):
+            print(f"resuming {args.out} from step {trainer.state.step} "
+                  f"({trainer.state.flops:.3g} of {cfg.budget:.3g} FLOPs)", flush=True)
+        elif args.resume:
+            print(f"no checkpoint in {args.out}: starting from step 0", flush=True)
+        result = trainer.train()
     finally:
         stop.restore()
     name = cfg.model.preset
     if result.status == "interrupted":
         print(f"{name}: {result.error}; checkpoint saved in {args.out}\n"
               f"resume with: {resume_command(sys.argv[1:])}", file=sys.stderr)
-        return 128 + signal.Signals[stop.received].value  # as a shell reports it: 130, 143
+        return stop.exit_code
     if result.status != "done":
         print(f"{name}: {result.status}: {result.error}")
         return 1

@@ -18,7 +18,6 @@ import logging
 import os
 import secrets
 import shlex
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 # metrics.jsonl anyway, so only Tune's JSON logger is kept (added explicitly in _tuner).
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 # Tune's own SIGINT handler ends the run loop, kills the running trials unsaved and advises
-# `Tuner.restore`; the sweep handles SIGINT itself (SweepSignals), so Tune must not take it over.
+# `Tuner.restore`; the sweep handles SIGINT itself (scaling.interrupts), so Tune must not take it over.
 os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
 
 import ray  # noqa: E402
@@ -40,7 +39,9 @@ import yaml  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: E402
 
-from scaling.data.cache import atomic_write  # noqa: E402
+from scaling.files import atomic_write_text  # noqa: E402
+from scaling.interrupts import StopOnSignal  # noqa: E402
+from scaling.config import TrialConfig  # noqa: E402
 from scaling.errors import GrscaleError  # noqa: E402
 from scaling.schema import FINISHED, RUN_INFO_FILE, SPEC_FILE, STOP_FILE, TRIALS_DIR  # noqa: E402
 from scaling.typed import differences  # noqa: E402
@@ -133,7 +134,7 @@ class StopWhenIdle(tune.Stopper):
     first checkpoint and return by themselves (stopping them here would kill them unsaved), and the
     pending ones are then dropped unstarted."""
 
-    def __init__(self, signals: SweepSignals, printer: ProgressPrinter) -> None:
+    def __init__(self, signals: StopOnSignal, printer: ProgressPrinter) -> None:
         self.signals, self.printer = signals, printer
 
     def __call__(self, trial_id: str, result: dict) -> bool:
@@ -143,42 +144,14 @@ class StopWhenIdle(tune.Stopper):
         return self.signals.received is not None and not self.printer.running
 
 
-class SweepSignals:
-    """SIGINT and SIGTERM: the first asks every trial to checkpoint and stop (the stop file), the
-    second stops at once (KeyboardInterrupt out of Tune's loop). Installed after ray.init, so it
-    replaces the SIGTERM handler Ray's core worker installs (which prints a C++ stack and exits)."""
-
-    def __init__(self, stop: StopFile) -> None:
-        self.stop = stop
-        self.received: str | None = None
-        self.at_once = False
-        self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def _handle(self, number: int, frame) -> None:
-        name = signal.Signals(number).name
-        if self.received is not None:
-            self.at_once = True
-            print(f"\n{name} again: stopping at once (trials resume from their last checkpoint)",
-                  file=sys.stderr, flush=True)
-            raise KeyboardInterrupt
-        self.received = name
-        self.stop.request(name)
-        print(f"\n{name}: every running trial checkpoints at its next step and stops; no new trial starts "
-              f"(send it again to stop at once)", file=sys.stderr, flush=True)
-
-    def restore(self) -> None:
-        for sig, handler in self.previous.items():
-            # None: a handler installed outside Python (Ray's); the default is what remains to restore.
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
-
-
 # --- the sweep folder -----------------------------------------------------------------------------
 def _ran_with(trial_dir: Path) -> dict | None:
     """The identity (config without runtime) a trial folder's run started with."""
     info = trial_dir / RUN_INFO_FILE
     if not info.exists():
         return None
-    return {k: v for k, v in json.loads(info.read_text())["config"].items() if k != "runtime"}
+    # Read as the trainer reads a checkpoint's: a config of an older layout names its moved fields.
+    return TrialConfig.from_dict(json.loads(info.read_text())["config"], f"{info}: trial").identity()
 
 
 @dataclass(frozen=True)
@@ -286,7 +259,7 @@ def _tuner(spec: SweepSpec, sweep_dir: Path, todo: list[TrialPlan], payloads: di
 
 
 def _run_trials(spec: SweepSpec, sweep_dir: Path, plans: list[TrialPlan], todo: list[TrialPlan],
-                options: LaunchOptions, already_done: int) -> SweepSignals:
+                options: LaunchOptions, already_done: int) -> StopOnSignal:
     """Run `todo` under Ray Tune until they end or a signal stops them; what was received says which."""
     mode = resolve_mode(options.wandb)
     settings = WandbSettings(mode=mode, project=spec.wandb.project, entity=spec.wandb.entity,
@@ -297,7 +270,11 @@ def _run_trials(spec: SweepSpec, sweep_dir: Path, plans: list[TrialPlan], todo: 
                                          stop_file=str(stop.path), wandb=settings)
                 for p in todo}
     _start_ray(options.address)
-    signals = SweepSignals(stop)
+    # Installed after ray.init: it replaces the SIGTERM handler Ray's core worker installs (which
+    # prints a C++ stack and exits).
+    signals = StopOnSignal("every running trial checkpoints at its next step and stops; no new trial starts "
+                           "(send it again to stop at once)",
+                           "stopping at once (trials resume from their last checkpoint)", on_first=stop.request)
     try:
         if options.address:
             probes = probe_nodes(sweep_dir)
@@ -330,7 +307,7 @@ def _run_held(spec: SweepSpec, spec_path: Path, plans: list[TrialPlan], sweep_di
               options: LaunchOptions) -> int:
     folder = check_folder(sweep_dir, plans, options.resume)
     StopFile(sweep_dir / STOP_FILE).clear()  # left by a sweep killed while it stopped: no trial would run
-    atomic_write(sweep_dir / SPEC_FILE, lambda h: h.write(yaml.safe_dump(spec.to_dict(), sort_keys=False).encode()))
+    atomic_write_text(sweep_dir / SPEC_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
     trials = [planned(p) for p in plans]
     write_plan(sweep_dir, trials)
     # Largest budgets first: the long trials start early and short ones fill the gaps at the end,
@@ -352,6 +329,6 @@ def _run_held(spec: SweepSpec, spec_path: Path, plans: list[TrialPlan], sweep_di
         how = "stopped at once" if signals.at_once else "stopped; its running trials checkpointed"
         print(f"sweep {spec.name}: {how} ({signals.received})\nresume with: {resume_command(spec_path, options)}",
               file=sys.stderr)
-        return 128 + signal.Signals[signals.received].value  # as a shell reports it: 130, 143
+        return signals.exit_code
     counts = table["total"].counts
     return 0 if counts["done"] + counts["diverged"] == len(plans) else 1

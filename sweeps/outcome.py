@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from scaling.reporting import JsonlReporter, Reporter, read_rows, write_status
 from scaling.schema import METRICS_FILE, RUN_INFO_FILE, STATUS_FILE
 
 if TYPE_CHECKING:
     from scaling.config import TrialConfig
-    from scaling.reporting import Reporter
 
 STARTED = "started"  # run_info.json or rows, no status.json: running, or killed before it could say so
 
@@ -28,8 +28,8 @@ class TrialOutcome:
 
 
 def _last_row(metrics: Path) -> dict[str, Any]:
-    lines = [line for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
-    return json.loads(lines[-1]) if lines else {}
+    rows = read_rows(metrics)
+    return rows[-1] if rows else {}
 
 
 def read_outcome(trial_dir: Path) -> TrialOutcome:
@@ -66,9 +66,6 @@ def record_failure(trial_dir: Path, cfg: TrialConfig, error: str, reporters: Ite
 
     `node` is the machine the trial failed on; the driver, recording a worker that died, passes
     none and the trial's own record (its last row, else run_info.json) names it."""
-    from scaling.data.cache import atomic_write
-    from scaling.reporting import JsonlReporter
-
     trial_dir.mkdir(parents=True, exist_ok=True)
     metrics = trial_dir / METRICS_FILE
     last = _last_row(metrics)
@@ -79,5 +76,4 @@ def record_failure(trial_dir: Path, cfg: TrialConfig, error: str, reporters: Ite
            "node": node or last.get("node") or recorded_node(trial_dir)}
     for reporter in (JsonlReporter(metrics), *reporters):
         reporter.report(row)
-    payload = json.dumps({"status": "failed", "error": error, "flops": row["flops"], "step": row["step"]})
-    atomic_write(trial_dir / STATUS_FILE, lambda handle: handle.write(payload.encode()))
+    write_status(trial_dir, "failed", error, row["flops"], row["step"])

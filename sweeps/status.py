@@ -51,10 +51,9 @@ def planned(plan: TrialPlan) -> PlannedTrial:
 
 
 def write_plan(sweep_dir: Path, trials: list[PlannedTrial]) -> None:
-    from scaling.data.cache import atomic_write
+    from scaling.files import atomic_write_text
 
-    payload = json.dumps({"trials": [vars(t) for t in trials]}, indent=1)
-    atomic_write(sweep_dir / PLAN_FILE, lambda handle: handle.write(payload.encode()))
+    atomic_write_text(sweep_dir / PLAN_FILE, json.dumps({"trials": [vars(t) for t in trials]}, indent=1))
 
 
 def load_sweep(sweep_dir: Path) -> tuple[str, list[PlannedTrial]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scaling.data.cache import atomic_write
+from scaling.files import atomic_write_text
 from scaling.reporting import read_rows
 from scaling.schema import INTERRUPTED, METRICS_FILE, WANDB_RUN_FILE
 
@@ -98,7 +98,7 @@ class WandbReporter:
 
     def _save(self) -> None:
         payload = json.dumps({"run_id": self.run_id, "rows_logged": self.logged})
-        atomic_write(self.state_path, lambda handle: handle.write(payload.encode()))
+        atomic_write_text(self.state_path, payload)
 
     def _tag(self, row: dict[str, Any]) -> None:
         """The resolved kernel and parameter counts, known from the trial's first row (each part of a

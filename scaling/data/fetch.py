@@ -11,7 +11,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from scaling.data.cache import atomic_write, cache_root, file_digest, user_file_mode
+from scaling.data.cache import cache_root, file_digest
+from scaling.files import atomic_write, user_file_mode
 from scaling.data.registry import DatasetSpec
 from scaling.errors import GrscaleError
 

@@ -196,10 +196,10 @@ def test_unknown_metric_without_direction_gives_one_line(sweep_dir, capsys):
 
 
 def test_outputs_are_written_whole(lr_sweep, tmp_path, monkeypatch):
-    import analysis.files
+    import scaling.files
 
-    written, real = [], analysis.files.atomic_write
-    monkeypatch.setattr(analysis.files, "atomic_write",
+    written, real = [], scaling.files.atomic_write
+    monkeypatch.setattr(scaling.files, "atomic_write",
                         lambda path, write: (written.append(path.name), real(path, write)))
     out = tmp_path / "report"
     assert run_cli(["report", str(lr_sweep), "--bootstrap", "5", "--no-wandb", "--out", str(out)]) == 0
@@ -214,7 +214,7 @@ def test_outputs_are_written_whole(lr_sweep, tmp_path, monkeypatch):
 
     before = (out / "report.md").read_text()
     with pytest.raises(KeyboardInterrupt):
-        analysis.files.write_file(out / "report.md", interrupted)
+        scaling.files.atomic_write(out / "report.md", interrupted)
     assert (out / "report.md").read_text() == before
     assert sorted(p.name for p in out.iterdir()) == names
 

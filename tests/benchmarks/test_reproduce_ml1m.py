@@ -89,7 +89,7 @@ def test_a_run_counts_for_every_architecture_that_builds_it(tmp_path, preset, va
     family, size = preset.split("-", 1)
     cfg = TrialConfig.from_dict({"model": {"family": family, "size": size, "variant": variant, "overrides": overrides},
                                  "budget": 1.0})
-    torch.save({"config": cfg.to_dict()}, tmp_path / reproduce.CHECKPOINT)
+    torch.save({"config": cfg.to_dict()}, tmp_path / reproduce.CHECKPOINT_FILE)
     assert reproduce.architectures_of(reproduce.run_config(tmp_path)) == expected
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from scaling.data import dataset as dataset_module
-from scaling.data.cache import PREPROCESS_VERSION, atomic_write, save_arrays
+from scaling.data.cache import PREPROCESS_VERSION, save_arrays
+from scaling.files import atomic_write
 from scaling.data.dataset import load_dataset
 from scaling.data.registry import get_spec
 from scaling.errors import GrscaleError

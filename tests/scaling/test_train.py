@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -22,6 +23,10 @@ def tiny(family="hstu", size="xs", task="retrieval", budget=3e8, **sections) -> 
             "data": {"synthetic": typed.to_mapping(TINY), "max_seq_len": 16}, "optim": {"batch_size": 32},
             "runtime": {"progress": False}}
     return TrialConfig.from_dict(typed.merge(base, sections))
+
+
+def with_runtime(cfg: TrialConfig, **changes) -> TrialConfig:
+    return dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, **changes))
 
 
 class StopAfter:
@@ -94,7 +99,7 @@ def test_a_kill_between_validation_points_loses_at_most_the_checkpoint_interval(
         return step(self, batch)
 
     monkeypatch.setattr(Trainer, "train_step", killed_at_step_12)
-    cut = Trainer(cfg.with_runtime(checkpoint_every_s=0.0), tmp_path / "cut")  # checkpoint after every step
+    cut = Trainer(with_runtime(cfg, checkpoint_every_s=0.0), tmp_path / "cut")  # checkpoint after every step
     with pytest.raises(KeyboardInterrupt):
         cut.run()
     assert cut.state.next_eval < len(cut.fractions) - 1  # killed with validation points still to come
@@ -214,7 +219,7 @@ def test_a_folder_holding_a_run_is_refused_without_resume(tmp_path):
         train_to_budget(cfg, tmp_path)
     assert read_rows(tmp_path / "metrics.jsonl") == first.rows  # nothing overwritten
     # runtime fields are not the trial's identity: a resume without the progress bar or on other threads goes on
-    again = train_to_budget(cfg.with_runtime(progress=False, threads=1, eval_batch_size=7), tmp_path, resume=True)
+    again = train_to_budget(with_runtime(cfg, progress=False, threads=1, eval_batch_size=7), tmp_path, resume=True)
     assert again.status == "done" and again.rows == first.rows
 
 

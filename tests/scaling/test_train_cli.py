@@ -74,12 +74,12 @@ def test_out_in_a_read_only_folder_is_one_line(tmp_path, capsys):
 def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(tmp_path, capsys, monkeypatch):
     import errno
 
-    import scaling.train
+    import scaling.files
 
     def full_disk(path, write):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(scaling.train, "atomic_write", full_disk)
+    monkeypatch.setattr(scaling.files, "atomic_write", full_disk)
     out = tmp_path / "run"
     assert main(["train", *TINY_FLAGS, "--budget", "2e8", "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,8 +1,10 @@
 """Every spec shipped in sweeps/specs/ loads, validates and expands; its budgets buy a step of
 every size where the dataset is on this machine."""
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from scaling.errors import GrscaleError
 from sweeps.check import plan_trials
@@ -24,6 +26,32 @@ def test_committed_spec_is_valid(path):
         plan_trials(spec)
     except GrscaleError as error:
         pytest.fail(str(error))
+
+
+def _numbers_read_as_strings(raw, keys=()):
+    """Where YAML reads a number as a string (`1e-3`: PyYAML wants a dot in a float), with the string."""
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            yield from _numbers_read_as_strings(value, (*keys, key))
+    elif isinstance(raw, list):
+        for index, value in enumerate(raw):
+            yield from _numbers_read_as_strings(value, (*keys, index))
+    elif isinstance(raw, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", raw):
+        yield keys, raw
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_numbers_yaml_reads_as_strings_load_as_the_numbers_they_spell(path):
+    found = list(_numbers_read_as_strings(yaml.safe_load(path.read_text())))
+    if path.stem == "synthetic-small":  # the README's example writes them so, as users do
+        assert {".".join(map(str, keys)) for keys, _ in found} >= {
+            "budgets.min", "budgets.max", "extra_seeds.below", "lr_grid.hstu.xs.0", "trial.optim.lr"}
+    loaded = load_spec(path).to_dict()
+    for keys, text in found:
+        value = loaded
+        for key in keys:
+            value = value[key]
+        assert isinstance(value, float) and value == float(text), keys
 
 
 def test_demo_spec_meets_the_demo_brief():

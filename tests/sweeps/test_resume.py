@@ -155,13 +155,13 @@ def test_stopped_sweep_resumes_to_the_uninterrupted_result(tmp_path, reference):
 def test_a_second_signal_stops_at_once(tmp_path):
     """The first SIGINT or SIGTERM asks the trials to stop (the stop file they watch); the second
     raises KeyboardInterrupt, which ends Tune's loop at once."""
-    from sweeps.launcher import SweepSignals
+    from scaling.interrupts import StopOnSignal
     from sweeps.trainable import StopFile
 
     stop = StopFile(tmp_path / ".stop")
     assert stop() is None
     before = signal.getsignal(signal.SIGTERM)
-    signals = SweepSignals(stop)
+    signals = StopOnSignal("stopping", "stopping at once", on_first=stop.request)
     try:
         os.kill(os.getpid(), signal.SIGTERM)
         assert (signals.received, signals.at_once, stop()) == ("SIGTERM", False, "SIGTERM")
