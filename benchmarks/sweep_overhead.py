@@ -16,6 +16,7 @@ Run: .venv/bin/python benchmarks/sweep_overhead.py   (writes benchmarks/sweep_ov
 """
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -28,7 +29,6 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DATE = "2026-11-23"
 CONCURRENCY = 2
 SHARED = {"families": {"hstu": ["xs"]}, "resources": {"cpus": 1}, "max_concurrent_trials": CONCURRENCY}
 TINY = {**SHARED, "synthetic": {"num_users": 120, "num_items": 60, "mean_seq_len": 10, "seed": 1},
@@ -89,7 +89,7 @@ def git_sha() -> str:
 def report(timings: list[SweepTiming], load: tuple[float, float]) -> str:
     lines = [
         "# Sweep overhead benchmark", "",
-        f"machine: 2-core CPU ({os.cpu_count()} cores seen), no GPU; date {DATE}; git {git_sha()}; "
+        f"machine: 2-core CPU ({os.cpu_count()} cores seen), no GPU; date {datetime.date.today()}; git {git_sha()}; "
         f"{CONCURRENCY} trials at a time, 1 CPU each; load average before/after: {load[0]:.1f} / {load[1]:.1f} "
         "(other engineers' tests share this machine: timings are noisy)", "",
         "| sweep | trials | wall s | start-up s | train s | overhead per trial s | efficiency | after start-up |",
