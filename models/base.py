@@ -35,9 +35,25 @@ class Recommender(nn.Module, metaclass=ABCMeta):
         """(mean loss, number of predictions it averages over) for one training batch."""
 
     @abstractmethod
+    def retrieval_query(self, batch: EvalBatch) -> torch.Tensor:
+        """[B, d] each user's representation, which `score_items` scores against items."""
+
+    @abstractmethod
+    def score_items(self, query: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """[B, C] retrieval logits of the items `item_ids`: [C] shared by every query (a chunk of the
+        catalog: evaluation over millions of items scores it piece by piece) or [B, C] per query
+        (sampled candidates). Padding, id 0, scores -inf."""
+
+    @property
+    def catalog_size(self) -> int:
+        """Rows of the item table: num_items + 1 (row 0 is padding)."""
+        return int(self.item_emb.num_embeddings)
+
     def score_catalog(self, batch: EvalBatch) -> torch.Tensor:
         """[B, num_items + 1] retrieval scores for every catalog item; column 0 (padding) is -inf.
         Scores are logits: a softmax over a row is the model's full-catalog distribution."""
+        query = self.retrieval_query(batch)
+        return self.score_items(query, torch.arange(self.catalog_size, device=query.device))
 
     @abstractmethod
     def predict_label_logits(self, batch: EvalBatch) -> torch.Tensor:

@@ -19,7 +19,7 @@ from torch import nn
 from models.base import Recommender, check_task
 from models.jagged import positions, prediction_offsets, sequence_ids
 from models.losses import (
-    LossConfig, binary_loss, catalog_logits, negative_groups, sample_negatives, sampled_softmax_loss,
+    LossConfig, binary_loss, item_logits, negative_groups, sample_negatives, sampled_softmax_loss,
 )
 from scaling.data.batch import EvalBatch, JaggedBatch
 
@@ -165,10 +165,11 @@ class DLRM(Recommender):
         return make_examples(history, history.offsets[1:], history.lengths(), history.user_ids,
                              batch.target_timestamps, self.config.history_window)
 
-    def score_catalog(self, batch: EvalBatch) -> torch.Tensor:
-        users = self.user_vectors(self.eval_examples(batch))
-        items = self.item_tower(self.item_emb.weight)
-        return catalog_logits(users, items, self.config.loss.temperature)
+    def retrieval_query(self, batch: EvalBatch) -> torch.Tensor:
+        return self.user_vectors(self.eval_examples(batch))
+
+    def score_items(self, query: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        return item_logits(query, self.item_tower(self.item_emb(item_ids)), item_ids, self.config.loss.temperature)
 
     def predict_label_logits(self, batch: EvalBatch) -> torch.Tensor:
         return self.rank(self.eval_examples(batch), batch.target_item_ids)

@@ -61,11 +61,17 @@ def sampled_softmax_loss(
     return F.cross_entropy(logits, target)
 
 
+def item_logits(query: torch.Tensor, items: torch.Tensor, item_ids: torch.Tensor, temperature: float) -> torch.Tensor:
+    """[B, C] cosine / temperature of each query [B, d] against item vectors shared by all queries
+    ([C, d]) or per query ([B, C, d]), whose ids are `item_ids` ([C] or [B, C]); padding (id 0) is -inf."""
+    query, items = F.normalize(query, dim=-1), F.normalize(items, dim=-1)
+    scores = query @ items.T if items.dim() == 2 else torch.bmm(items, query[:, :, None]).squeeze(2)
+    return (scores / temperature).masked_fill(item_ids == 0, float("-inf"))
+
+
 def catalog_logits(query: torch.Tensor, items: torch.Tensor, temperature: float) -> torch.Tensor:
-    """[B, num_items + 1] cosine / temperature against every item row; padding column is -inf."""
-    scores = F.normalize(query, dim=-1) @ F.normalize(items, dim=-1).T / temperature
-    scores[:, 0] = float("-inf")
-    return scores
+    """[B, num_items + 1] logits against every row of the item table; padding column is -inf."""
+    return item_logits(query, items, torch.arange(items.shape[0], device=items.device), temperature)
 
 
 def binary_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

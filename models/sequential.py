@@ -14,7 +14,7 @@ from models.base import Recommender, check_task
 from models.jagged import (append_targets, keep_last, positions, prediction_offsets, prediction_times,
                            sequence_ids)
 from models.losses import (
-    LossConfig, binary_loss, catalog_logits, negative_groups, sample_negatives, sampled_softmax_loss,
+    LossConfig, binary_loss, item_logits, negative_groups, sample_negatives, sampled_softmax_loss,
 )
 from scaling.data.batch import EvalBatch, JaggedBatch
 from scaling.errors import GrscaleError
@@ -96,13 +96,15 @@ class SequentialRecommender(Recommender):
             groups, target_ids, negative_ids, self.loss_config.temperature)
         return loss, int(source.numel())
 
-    def score_catalog(self, batch: EvalBatch) -> torch.Tensor:
+    def retrieval_query(self, batch: EvalBatch) -> torch.Tensor:
         history = keep_last(batch.history, self.max_seq_len)
         if bool((history.lengths() == 0).any()):
-            raise GrscaleError("score_catalog needs at least one history interaction per user")
+            raise GrscaleError("retrieval needs at least one history interaction per user")
         hidden = self.hidden_states(history, "retrieval", batch.target_timestamps)
-        last = hidden[history.offsets[1:] - 1]
-        return catalog_logits(last, self.item_emb.weight, self.loss_config.temperature)
+        return hidden[history.offsets[1:] - 1]
+
+    def score_items(self, query: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        return item_logits(query, self.item_emb(item_ids), item_ids, self.loss_config.temperature)
 
     def predict_label_logits(self, batch: EvalBatch) -> torch.Tensor:
         # The target becomes one more position; it reads its own item, never its own label.

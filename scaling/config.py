@@ -88,6 +88,15 @@ class EvalConfig:
     first_eval_fraction: float = 0.01  # of the budget, where the log spacing starts
     select_metric: str = ""  # validation metric that picks the best point; "" = the task's (nll / ne)
     exclude_history: bool = True  # remove history items from the retrieval candidates
+    # Retrieval candidates: 0 = the full catalog; N = the target among N negatives drawn uniformly per
+    # user (fixed by candidates_seed and the user, so every trial ranks against the same ones).
+    candidates: int = 0
+    candidates_seed: int = 0
+
+    @property
+    def protocol(self) -> str:
+        """The retrieval protocol, as results rows name it: "full" or "sampled-<N>"."""
+        return f"sampled-{self.candidates}" if self.candidates else "full"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,7 +189,8 @@ class TrialConfig:
                             ("runtime.eval_batch_size", self.runtime.eval_batch_size)):
             if value < 1:
                 fail(path, f"expected an integer >= 1, got {value}")
-        for path, value in (("data.val_users", self.data.val_users), ("runtime.threads", self.runtime.threads)):
+        for path, value in (("data.val_users", self.data.val_users), ("runtime.threads", self.runtime.threads),
+                            ("eval.candidates", self.eval.candidates), ("eval.candidates_seed", self.eval.candidates_seed)):
             if value < 0:
                 fail(path, f"expected an integer >= 0, got {value}")
         if not 0 < self.eval.first_eval_fraction <= 1:

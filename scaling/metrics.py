@@ -19,14 +19,29 @@ NDCG_KS = (10, 50, 200)
 
 
 def exclude_history(scores: torch.Tensor, history_ids: torch.Tensor, history_offsets: torch.Tensor,
-                    targets: torch.Tensor) -> torch.Tensor:
-    """Scores with each row's history items set to -inf, except the row's target."""
+                    targets: torch.Tensor, first_id: int = 0) -> torch.Tensor:
+    """Scores with each row's history items set to -inf, except the row's target.
+
+    Column j of `scores` is item first_id + j: a chunk of the catalog (the whole of it by default);
+    history items outside the chunk are left to the chunks that hold them."""
     lengths = history_offsets[1:] - history_offsets[:-1]
     rows = torch.repeat_interleave(torch.arange(scores.shape[0], device=scores.device), lengths)
-    keep = history_ids != targets[rows]
+    columns = history_ids - first_id
+    keep = (history_ids != targets[rows]) & (columns >= 0) & (columns < scores.shape[1])
     masked = scores.clone()
-    masked[rows[keep], history_ids[keep]] = float("-inf")
+    masked[rows[keep], columns[keep]] = float("-inf")
     return masked
+
+
+def in_history(candidates: torch.Tensor, history_ids: torch.Tensor, history_offsets: torch.Tensor) -> torch.Tensor:
+    """[B, N] bool: whether each row's candidate item is in that row's history."""
+    lengths = history_offsets[1:] - history_offsets[:-1]
+    rows = torch.repeat_interleave(torch.arange(candidates.shape[0], device=candidates.device), lengths)
+    # (row, item) pairs as one integer key each: membership is then one isin over the batch.
+    stride = int(max(int(candidates.max()) if candidates.numel() else 0,
+                     int(history_ids.max()) if history_ids.numel() else 0)) + 1
+    keys = torch.arange(candidates.shape[0], device=candidates.device)[:, None] * stride + candidates
+    return torch.isin(keys, rows * stride + history_ids)
 
 
 @dataclass
@@ -37,10 +52,14 @@ class RetrievalAccumulator:
     values: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def add(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
+        """One batch of [B, C] candidate scores (columns are item ids) and the [B] target ids."""
         scores = scores.float()
         target_scores = scores.gather(1, targets[:, None])
         rank = (scores >= target_scores).sum(dim=1) - 1  # 0 = best
-        nll = torch.logsumexp(scores, dim=1) - target_scores[:, 0]
+        self.add_ranks(rank, torch.logsumexp(scores, dim=1) - target_scores[:, 0])
+
+    def add_ranks(self, rank: torch.Tensor, nll: torch.Tensor) -> None:
+        """One batch of targets' ranks (0 = best; candidates scoring at least as high) and -log softmax."""
         values = {"mrr": 1.0 / (rank + 1).double(), "nll": nll.double()}
         for k in RETRIEVAL_KS:
             values[f"hr@{k}"] = (rank < k).double()

@@ -44,8 +44,9 @@ MEASURE_COLUMNS = (
     "wall_s", "lr", "train_loss",
 )
 STATUS_COLUMNS = ("status", "error", "eval_kind", "best_step")
-# How the row came to be: the attention kernel, the machine, the data file and whether it is official.
-PROVENANCE_COLUMNS = ("kernel", "node", "data_sha256", "data_modified", "select_on")
+# How the row came to be: the attention kernel, the machine, the data file and whether it is official,
+# and the retrieval protocol its metrics are measured under ("full" catalog or "sampled-<N>" negatives).
+PROVENANCE_COLUMNS = ("kernel", "node", "data_sha256", "data_modified", "select_on", "eval_protocol")
 # What the analysis cannot work without (older tables lack the setting and provenance columns).
 REQUIRED_COLUMNS = (
     "sweep", "trial_id", "family", "size", "task", "seed", "budget", "flops", "tokens",

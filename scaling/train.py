@@ -199,7 +199,7 @@ class Trainer:
             "flops": s.flops, "executed_flops": s.executed_flops, "tokens": s.tokens, "examples": s.examples,
             "params_embedding": self.params_embedding, "params_nonembedding": self.params_nonembedding,
             "step": s.step, "wall_s": round(s.wall_s, 3), "status": status, "error": None, "eval_kind": eval_kind,
-            "kernel": self.kernel, "node": socket.gethostname(),
+            "kernel": self.kernel, "node": socket.gethostname(), "eval_protocol": c.eval.protocol if c.task == "retrieval" else None,
             "data_sha256": self.source.sha256 if self.source else None,
             "data_modified": self.source.modified if self.source else None,
             "lr": self.optimizer.param_groups[0]["lr"],
