@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -35,8 +36,8 @@ def main() -> None:
         os.environ["GRSCALE_CACHE_DIR"] = cache
 
         def cold():
-            for f in Path(cache).rglob("*.npz"):
-                f.unlink()
+            for entry in Path(cache).glob("prepared/*"):
+                shutil.rmtree(entry)
             return load_dataset("ml-1m")
 
         cold_s, log = timed(cold, 3)

@@ -17,6 +17,7 @@ import yaml
 
 from models.loss_config import NEGATIVES_PER, LossConfig
 from scaling import schema, typed
+from scaling.data.logspec import LogSpec, check_dataset, dataset_name
 from scaling.data.synthetic import SyntheticConfig
 from scaling.errors import GrscaleError
 
@@ -43,13 +44,20 @@ MOVED = {
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    dataset: str = "synthetic"  # a name of scaling.data.registry.DATASETS
+    # A name of scaling.data.registry.DATASETS, or your own log: {path, user, item, time, label, ...}
+    # (scaling.data.logspec.LogSpec).
+    dataset: str | LogSpec = "synthetic"
     split: str = "leave-one-out"  # leave-one-out | leave-last-out (no validation) | temporal
     ties: str = "file"  # a user's equal timestamps: "file" order | "shuffle" (as the HSTU paper's sort)
     max_seq_len: int = 200  # histories are cut to their last max_seq_len items
     val_users: int = 0  # validate on a fixed random sample of this many users (0 = all); test uses all
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # the synthetic dataset's parameters
     allow_modified: bool = False  # accept a named dataset's file that differs from the official one
+
+    @property
+    def dataset_name(self) -> str:
+        """The dataset as results rows name it: the registry name, or the log's name."""
+        return dataset_name(self.dataset)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,7 +167,6 @@ class TrialConfig:
         """Values the types allow but the trial cannot use; the error names the field."""
         from models.presets import model_config
         from scaling.data.log import TIES
-        from scaling.data.registry import get_spec
         from scaling.data.splits import SPLITS
 
         def fail(path: str, message: str) -> None:
@@ -174,10 +181,7 @@ class TrialConfig:
             fail("budget", f"expected a positive, finite number of FLOPs, got {self.budget!r}")
         if self.seed < 0:
             fail("seed", f"expected an integer >= 0, got {self.seed}")
-        try:
-            get_spec(self.data.dataset)
-        except GrscaleError as error:
-            fail("data.dataset", str(error))
+        check_dataset(self.data.dataset, f"{where}.data.dataset")
         choice("data.split", self.data.split, SPLITS)
         choice("data.ties", self.data.ties, TIES)
         choice("model.loss.negatives_per", self.model.loss.negatives_per, NEGATIVES_PER)

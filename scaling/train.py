@@ -126,7 +126,7 @@ class Trainer:
         log = load_dataset(cfg.data.dataset, data_dir, cfg.data.synthetic, cfg.data.ties,
                            allow_modified=cfg.data.allow_modified)
         if cfg.task == "ranking" and not log.has_labels:
-            raise GrscaleError(f"dataset {cfg.data.dataset!r} carries no engagement labels: "
+            raise GrscaleError(f"dataset {cfg.data.dataset_name!r} carries no engagement labels: "
                                f"the ranking task needs them")
         self.source: DataSource | None = log.source
         self.split = make_split(log, cfg.data.split)
@@ -151,7 +151,7 @@ class Trainer:
         if step_flops > cfg.budget:
             raise GrscaleError(
                 f"budget {cfg.budget:.3g} FLOPs is smaller than one training step of {cfg.model.preset} "
-                f"on {cfg.data.dataset} ({step_flops:.3g} FLOPs at batch size {cfg.optim.batch_size})"
+                f"on {cfg.data.dataset_name} ({step_flops:.3g} FLOPs at batch size {cfg.optim.batch_size})"
             )
 
     # --- checkpoints -------------------------------------------------------------------------
@@ -194,7 +194,7 @@ class Trainer:
     def base_row(self, status: str, eval_kind: str) -> dict[str, Any]:
         c, s = self.cfg, self.state
         return {
-            "family": c.model.family, "size": c.model.size, "task": c.task, "dataset": c.data.dataset,
+            "family": c.model.family, "size": c.model.size, "task": c.task, "dataset": c.data.dataset_name,
             "split": c.data.split, "seed": c.seed, "budget": c.budget, **c.setting,
             "flops": s.flops, "executed_flops": s.executed_flops, "tokens": s.tokens, "examples": s.examples,
             "params_embedding": self.params_embedding, "params_nonembedding": self.params_nonembedding,

@@ -141,7 +141,7 @@ def _train(args: argparse.Namespace) -> int:
     final = result.final
     metric = cfg.selection_metric
     tests = "  ".join(f"{k}={v:.4f}" for k, v in final.items() if k.startswith("test/") and v is not None)
-    print(f"{name} {cfg.task} on {cfg.data.dataset}: {final['flops']:.3g} FLOPs, {final['step']} steps, "
+    print(f"{name} {cfg.task} on {cfg.data.dataset_name}: {final['flops']:.3g} FLOPs, {final['step']} steps, "
           f"{final['wall_s']:.1f} s; best val/{metric} at step {final['best_step']}")
     print(f"test at best validation point: {tests}")
     print(f"rows: {result.out_dir / 'metrics.jsonl'}")

@@ -101,12 +101,15 @@ def _convert(annotation: Any, value: Any, where: str, partial: bool) -> Any:
         options = [a for a in args if a is not type(None)]
         if len(options) == 1:
             return _convert(options[0], value, where, partial)
-        # A list or a section (`budgets: [..]` or `budgets: {min, max}`): the value's shape decides.
+        # A list, a section or a name (`budgets: [..]` or `budgets: {min, max}`, `dataset: ml-1m` or
+        # `dataset: {path, ...}`): the value's shape decides.
         for option in options:
-            if isinstance(value, dict) and dataclasses.is_dataclass(option) or (
-                    isinstance(value, (list, tuple)) and typing.get_origin(option) in (list, tuple)):
+            if dataclasses.is_dataclass(option) and isinstance(value, (dict, option)) or (
+                    isinstance(value, (list, tuple)) and typing.get_origin(option) in (list, tuple)) or (
+                    option is str and isinstance(value, str)):
                 return _convert(option, value, where, partial)
-        shapes = " or ".join("a mapping" if dataclasses.is_dataclass(o) else "a list" for o in options)
+        shapes = " or ".join("a mapping" if dataclasses.is_dataclass(o) else "a string" if o is str else "a list"
+                             for o in options)
         raise GrscaleError(f"{where}: expected {shapes}, got {_shown(value)}")
     if dataclasses.is_dataclass(annotation):
         if partial:

@@ -52,7 +52,7 @@ def _load_split(plan: TrialPlan):
         log = load_dataset(cfg.data.dataset, data_dir, cfg.data.synthetic, cfg.data.ties,
                            allow_modified=cfg.data.allow_modified)
         if cfg.task == "ranking" and not log.has_labels:
-            raise GrscaleError(f"dataset {cfg.data.dataset!r} carries no engagement labels: "
+            raise GrscaleError(f"dataset {cfg.data.dataset_name!r} carries no engagement labels: "
                                f"the ranking task needs them")
         return make_split(log, cfg.data.split)
     except GrscaleError as error:
@@ -78,7 +78,7 @@ def plan_trials(spec: SweepSpec) -> list[TrialPlan]:
             if cfg.budget < cost.step:
                 raise GrscaleError(
                     f"spec.budgets: {short_number(cfg.budget)} FLOPs is smaller than one training step of {preset} "
-                    f"on {cfg.data.dataset} ({short_number(cost.step)} FLOPs at batch size {cfg.optim.batch_size}); "
+                    f"on {cfg.data.dataset_name} ({short_number(cost.step)} FLOPs at batch size {cfg.optim.batch_size}); "
                     f"raise the smallest budget, drop the size, or set spec.band")
             kept.append(plan)
         elif cfg.budget >= spec.band.min_steps * cost.step and (

@@ -69,7 +69,7 @@ def record_failure(trial_dir: Path, cfg: TrialConfig, error: str, reporters: Ite
     trial_dir.mkdir(parents=True, exist_ok=True)
     metrics = trial_dir / METRICS_FILE
     last = _last_row(metrics)
-    row = {"family": cfg.model.family, "size": cfg.model.size, "task": cfg.task, "dataset": cfg.data.dataset,
+    row = {"family": cfg.model.family, "size": cfg.model.size, "task": cfg.task, "dataset": cfg.data.dataset_name,
            "split": cfg.data.split, "seed": cfg.seed, "budget": cfg.budget, **cfg.setting,
            "flops": last.get("flops", 0.0), "step": last.get("step", 0),
            "wall_s": last.get("wall_s", 0.0), "status": "failed", "error": error, "eval_kind": "final",

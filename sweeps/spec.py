@@ -16,6 +16,7 @@ import yaml
 
 from scaling import schema, typed
 from scaling.config import MOVED, TrialConfig
+from scaling.data.logspec import LogSpec, check_dataset
 from scaling.data.synthetic import SyntheticConfig
 from scaling.errors import GrscaleError
 
@@ -73,7 +74,7 @@ class SweepSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     extra_seeds: ExtraSeeds | None = None
     band: Band | None = None  # None: every cell runs, and a budget below one step of a size is an error
-    dataset: str = "synthetic"
+    dataset: str | LogSpec = "synthetic"  # a registry name, or your own log's column mapping
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     task: str = "retrieval"
     lr_grid: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # family -> size -> peak lrs
@@ -197,18 +198,13 @@ def _check_trial(spec: SweepSpec) -> None:
 
 def validate_spec(spec: SweepSpec) -> None:
     """Checks that need no data: names, presets, variants, seeds, trial fields, resources."""
-    from scaling.data.registry import get_spec
-
     if not spec.name or "/" in spec.name or spec.name.startswith("."):
         raise GrscaleError(f"spec.name: expected a folder name (no '/'), got {spec.name!r}")
     if spec.task not in schema.TASKS:
         raise GrscaleError(f"spec.task: unknown task {spec.task!r}; known: {', '.join(schema.TASKS)}")
     if spec.select_on not in schema.SELECT_ON:
         raise GrscaleError(f"spec.select_on: expected one of {', '.join(schema.SELECT_ON)}, got {spec.select_on!r}")
-    try:
-        get_spec(spec.dataset)
-    except GrscaleError as error:
-        raise GrscaleError(f"spec.dataset: {error}") from None
+    check_dataset(spec.dataset, "spec.dataset")
     try:
         spec.synthetic.validate()
     except GrscaleError as error:

@@ -7,8 +7,9 @@ from pathlib import Path
 from scaling.data.cache import file_digest, load_arrays, prepared_path, save_arrays
 from scaling.data.fetch import find_data_file, verify_digest
 from scaling.data.log import TIES, DataSource, InteractionLog, build_log, shuffle_ties
-from scaling.errors import GrscaleError
+from scaling.data.logspec import LogSpec
 from scaling.data.parsers import PARSERS
+from scaling.errors import GrscaleError
 from scaling.data.registry import DatasetSpec, get_spec
 from scaling.data.synthetic import SyntheticConfig, generate_synthetic
 
@@ -19,13 +20,14 @@ ALLOW_MODIFIED = (
 
 
 def load_dataset(
-    name: str,
+    name: str | LogSpec,
     data_dir: Path | None = None,
     synthetic: SyntheticConfig | None = None,
     ties: str = "file",
     allow_modified: bool = False,
 ) -> InteractionLog:
-    """The preprocessed log of dataset `name` (see scaling.data.registry.DATASETS).
+    """The preprocessed log of dataset `name` (see scaling.data.registry.DATASETS), or of your own
+    log (a LogSpec: see scaling.data.generic; its source is never "official", so modified is None).
 
     A real dataset's file must be the official one (its sha256 as published) unless
     `allow_modified`; where no official digest is known it is accepted as unverified. The log's
@@ -41,8 +43,13 @@ def load_dataset(
 
 
 def _load_file_order(
-    name: str, data_dir: Path | None, synthetic: SyntheticConfig | None, allow_modified: bool
+    name: str | LogSpec, data_dir: Path | None, synthetic: SyntheticConfig | None, allow_modified: bool
 ) -> InteractionLog:
+    if isinstance(name, LogSpec):
+        from scaling.data.generic import load_log  # pyarrow, only where a log needs it
+
+        log, sha256, _ = load_log(name)
+        return replace(log, source=DataSource(path=name.path, sha256=sha256, modified=None))
     spec = get_spec(name)
     if spec.format == "synthetic":
         return generate_synthetic(synthetic or SyntheticConfig())

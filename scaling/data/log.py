@@ -73,7 +73,7 @@ class InteractionLog:
             ratings=arrays["ratings"],
             labels=arrays["labels"],
             offsets=arrays["offsets"],
-            has_labels=bool(arrays["has_labels"]),
+            has_labels=bool(arrays["has_labels"][()]),
         )
 
 
@@ -96,18 +96,22 @@ def shuffle_ties(log: InteractionLog, seed: int = 0) -> InteractionLog:
                    ratings=log.ratings[order], labels=log.labels[order])
 
 
-def k_core_filter(raw: RawLog, k: int) -> RawLog:
-    """Drop users and items with fewer than k interactions, repeatedly, until none remain."""
-    keep = np.ones(raw.users.size, dtype=bool)
-    user_codes = np.unique(raw.users, return_inverse=True)[1]
-    item_codes = np.unique(raw.items, return_inverse=True)[1]
+def k_core_mask(user_codes: np.ndarray, item_codes: np.ndarray, k: int) -> np.ndarray:
+    """Rows kept when users and items with fewer than k interactions are dropped, repeatedly, until
+    none remain. Codes are dense non-negative integers."""
+    keep = np.ones(user_codes.size, dtype=bool)
     while True:
-        user_counts = np.bincount(user_codes[keep], minlength=user_codes.max() + 1)
-        item_counts = np.bincount(item_codes[keep], minlength=item_codes.max() + 1)
+        user_counts = np.bincount(user_codes[keep], minlength=int(user_codes.max()) + 1)
+        item_counts = np.bincount(item_codes[keep], minlength=int(item_codes.max()) + 1)
         drop = keep & ((user_counts[user_codes] < k) | (item_counts[item_codes] < k))
         if not drop.any():
-            break
+            return keep
         keep &= ~drop
+
+
+def k_core_filter(raw: RawLog, k: int) -> RawLog:
+    """Drop users and items with fewer than k interactions, repeatedly, until none remain."""
+    keep = k_core_mask(np.unique(raw.users, return_inverse=True)[1], np.unique(raw.items, return_inverse=True)[1], k)
     return RawLog(raw.users[keep], raw.items[keep], raw.timestamps[keep], raw.ratings[keep])
 
 

@@ -43,7 +43,8 @@ def test_second_load_is_served_from_cache(tmp_path, folder, monkeypatch):
     for key, value in first.arrays().items():
         np.testing.assert_array_equal(value, second.arrays()[key])
     cached = list((tmp_path / "cache" / "prepared").iterdir())
-    assert len(cached) == 1 and cached[0].name.endswith(f"-v{PREPROCESS_VERSION}.npz")
+    assert len(cached) == 1 and cached[0].name.endswith(f"-v{PREPROCESS_VERSION}") and cached[0].is_dir()
+    assert isinstance(second.item_ids, np.memmap)  # served memory-mapped: processes share one copy
 
 
 def test_ties_option_shuffles_the_cached_log_and_rejects_unknown_values(folder, monkeypatch):
@@ -69,14 +70,14 @@ def test_changed_file_is_never_served_stale(folder):
 def test_corrupt_cache_entry_is_rebuilt(tmp_path, folder, monkeypatch):
     load_dataset("ml-1m", folder, allow_modified=True)
     (entry,) = (tmp_path / "cache" / "prepared").iterdir()
-    entry.write_bytes(b"not an npz")
+    (entry / "item_ids.npy").write_bytes(b"not an npy")
     calls = count_parses(monkeypatch)
     assert load_dataset("ml-1m", folder, allow_modified=True).num_interactions == 11
     assert len(calls) == 1
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path):
-    target = tmp_path / "out" / "x.npz"
+    target = tmp_path / "out" / "x"
 
     class Boom:
         def __array__(self, *a, **k):
