@@ -321,18 +321,25 @@ def _times(column: pa.Array, spec: LogSpec, file: Path, unit: str | None) -> tup
 
 
 def _parse_times(column: pa.Array, spec: LogSpec, file: Path) -> pa.Array:
-    for target in (pa.timestamp("ns"), pa.timestamp("ns", tz="UTC")):
+    for target in (pa.timestamp("ns"), pa.timestamp("ns", tz="UTC"), pa.date32()):  # date-times, then dates
         try:
-            return pc.cast(column, target)
+            return pc.cast(pc.cast(column, target), pa.timestamp("ns"))
         except pa.ArrowException:
             continue
     for value in column.to_pylist():  # only on the way to an error: find the value to name
         try:
-            pc.cast(pa.array([value]), pa.timestamp("ns", tz="UTC"))
+            _parse_one(value)
         except pa.ArrowException:
             raise GrscaleError(f"{file}: column {spec.time!r} (dataset.time) holds {value!r}, which is not a "
                                f"time (expected numbers, or date-times such as 2024-05-01T12:00:00)") from None
     raise GrscaleError(f"{file}: column {spec.time!r} (dataset.time) cannot be read as times")
+
+
+def _parse_one(value: str) -> None:
+    try:
+        pc.cast(pa.array([value]), pa.timestamp("ns", tz="UTC"))
+    except pa.ArrowException:
+        pc.cast(pa.array([value]), pa.date32())
 
 
 def _numbers(column: pa.Array, name: str, role: str, file: Path) -> np.ndarray:
