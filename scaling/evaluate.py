@@ -64,7 +64,7 @@ def evaluate_retrieval(model: Recommender, data: EvalSet, cfg: TrialConfig, devi
             if cfg.eval.candidates:
                 rank, nll = rank_sampled(model, query, batch, cfg.eval)
             else:
-                block = chunk or max(1, SCORE_BLOCK // max(batch.batch_size, 1))
+                block = chunk or min(model.catalog_size, max(1, SCORE_BLOCK // max(batch.batch_size, 1)))
                 rank, nll = rank_in_catalog(model, query, batch, cfg.eval.exclude_history, block)
             accumulator.add_ranks(rank, nll)
     return accumulator
