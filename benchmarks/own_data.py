@@ -145,8 +145,8 @@ def main() -> None:
     workers = two_workers(log_path, env)
     gb = 1e9
     rows = [
-        ("log", f"{n:,} interactions, {prep['users']:,} users, {prep['items']:,} items; "
-                f"Parquet {log_path.stat().st_size / gb:.2f} GB", ""),
+        ("log", (f"{n:,} interactions, {prep['users']:,} users, {prep['items']:,} items; "
+                 f"Parquet {log_path.stat().st_size / gb:.2f} GB"), ""),
         ("preparation (file -> cache entry)", f"{prep['seconds']:.0f} s", ""),
         ("peak resident memory while preparing", f"{prep['peak_rss'] / gb:.2f} GB", "< 8 GB"),
         ("final arrays (item, time, label, rating, offsets)", f"{arrays / gb:.2f} GB = {arrays / n:.1f} B/interaction", ""),

@@ -112,10 +112,10 @@ def bad_inputs(tmp_path):
     yield "missing", spec(tmp_path / "x.parquet", label="liked"), lambda p: pq.write_table(table(), p), \
         "no column 'liked' (dataset.label); its columns: user_id, item_id, ts, clicked"
     nulls = table(user_id=["b", None, "b", "a", None, "c", "a", "c"], item_id=[30, 20, None, 10, 20, 30, 30, 20])
-    yield "nulls", spec(tmp_path / "x.parquet"), lambda p: pq.write_table(nulls, p), \
-        "2 rows have no user_id and 1 no item_id; rows without a user or item cannot be placed: drop them first, " \
-        "or set dataset.drop_null_ids: true"
-    when = ["2024-01-0%d" % (i + 1) for i in range(8)]
+    yield "nulls", spec(tmp_path / "x.parquet"), lambda p: pq.write_table(nulls, p), (
+        "2 rows have no user_id and 1 no item_id; rows without a user or item cannot be placed: drop them first, "
+        "or set dataset.drop_null_ids: true")
+    when = [f"2024-01-0{i + 1}" for i in range(8)]
     when[5] = "yesterday"
     yield "time", spec(tmp_path / "x.parquet"), lambda p: pq.write_table(table(ts=when), p), \
         "column 'ts' (dataset.time) holds 'yesterday', which is not a time"
