@@ -12,10 +12,11 @@ place of W&B; W&B itself is read only when online, each request bounded by a tim
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scaling import files
 from scaling.errors import GrscaleError
@@ -58,7 +59,7 @@ class WandbRuns:
             return list(api.runs(path, filters={"group": group, "jobType": "trial"}))
 
         for run in bounded(listing, CONNECT_TIMEOUT_S):
-            history = bounded(lambda: list(run.scan_history()), HISTORY_TIMEOUT_S)
+            history = bounded(lambda run=run: list(run.scan_history()), HISTORY_TIMEOUT_S)
             yield LoggedRun(name=run.name, config=dict(run.config), summary=dict(run.summary), history=history,
                             created_at=str(run.created_at or ""))
 
@@ -111,7 +112,7 @@ def snapshot_from_wandb(path: str, group: str | None, folder: Path | None = None
         raise GrscaleError(f"W&B project {path} has {found} in group {group!r}")
     files.atomic_write(folder / RESULTS_FILE, lambda handle: frame.to_parquet(handle, index=False))
     info = {"source": path, "group": group, "trials": int(frame["trial_id"].nunique()), "rows": len(frame),
-            "read_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "read_at": datetime.now(UTC).isoformat(timespec="seconds")}
     files.atomic_write_text(folder / SNAPSHOT_INFO, json.dumps(info, indent=1) + "\n")
     print(f"read {info['trials']} trials ({info['rows']} rows) of {path}, group {group}, from W&B: "
           f"snapshot {folder / RESULTS_FILE}")

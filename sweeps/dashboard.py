@@ -122,7 +122,7 @@ def build_workspace(spec: SweepSpec, logged: set[str] = frozenset(), entity: str
                   _laws_section(list(spec.families))],
         settings=ws.WorkspaceSettings(x_axis=X_AXIS, max_runs=max(10, len(expand(spec)) + 1)),
         runset_settings=ws.RunsetSettings(
-            filters=[expr.Metric("Group") == spec.name],
+            filters=expr.And(expr.Metric("Group") == spec.name),
             groupby=[expr.Config("family"), expr.Config("size")],
             group_colors={ws.GroupPath(family, size): color for (family, size), color in size_colors(spec).items()},
             pinned_columns=columns,
