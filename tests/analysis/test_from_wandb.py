@@ -1,6 +1,6 @@
 """`grscale fit|report --from-wandb`, the report run's law series and its link to the dashboard, and the
 report's table of trials that missed their budget. W&B runs come from a local RunsSource built as the
-trials log them (sweeps.wandb_logging.history_entry); the report run is a real offline W&B run."""
+trials log them (tests/sweeps/helpers.runs_logged_from); the report run is a real offline W&B run."""
 from __future__ import annotations
 
 import json
@@ -11,14 +11,12 @@ import pytest
 
 import analysis.from_wandb
 from analysis.cli import report_sweep
-from analysis.from_wandb import LoggedRun
 from analysis.tables import law_curves, law_points
 from analysis.wandb_log import SCALING_X, law_key
 from scaling.cli import main
 from scaling.schema import DASHBOARD_FILE, RESULTS_FILE
-from sweeps.wandb_logging import history_entry
 from tests.analysis.synth import failed_trial, results_table, saturating
-from tests.sweeps.helpers import FakeRuns, go_online, read_offline_run
+from tests.sweeps.helpers import FakeRuns, go_online, read_offline_run, runs_logged_from
 
 BUDGETS = np.logspace(15, 18, 4)
 
@@ -36,23 +34,11 @@ def table() -> pd.DataFrame:
     return frame
 
 
-def logged_runs(frame: pd.DataFrame) -> list[LoggedRun]:
-    """The runs the trials of `frame` would have logged (history as WandbReporter logs each row)."""
-    runs = []
-    for trial_id, rows in frame.groupby("trial_id", sort=False):
-        records = rows.to_dict("records")
-        config = {"trial_id": trial_id, "sweep": records[0]["sweep"], "seed": records[0]["seed"],
-                  "budget": records[0]["budget"]}
-        history = [{**history_entry(row), "_step": i} for i, row in enumerate(records)]
-        runs.append(LoggedRun(name=trial_id, config=config, summary={"status": records[-1]["status"]}, history=history))
-    return runs
-
-
 @pytest.fixture
 def wandb_runs(table, monkeypatch):
     """W&B 'online', its runs served by a local source in place of wandb.Api."""
     go_online(monkeypatch)
-    source = FakeRuns(logged_runs(table))
+    source = FakeRuns(runs_logged_from(table))
     monkeypatch.setattr(analysis.from_wandb, "WandbRuns", lambda: source)
     return source
 

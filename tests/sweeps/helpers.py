@@ -156,3 +156,19 @@ def go_online(monkeypatch) -> None:
     """W&B 'online' for code that decides by WANDB_MODE and the key, while every W&B call is faked."""
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+
+
+def runs_logged_from(frame: Any) -> list[Any]:
+    """The W&B runs the trials of a results table would have logged (each row's history entry as
+    WandbReporter logs it), as the API gives them back."""
+    from analysis.from_wandb import LoggedRun
+    from sweeps.wandb_logging import history_entry
+
+    runs = []
+    for trial_id, rows in frame.groupby("trial_id", sort=False):
+        records = rows.to_dict("records")
+        config = {"trial_id": trial_id, "sweep": records[0]["sweep"], "seed": records[0]["seed"],
+                  "budget": records[0]["budget"]}
+        history = [{**history_entry(row), "_step": i} for i, row in enumerate(records)]
+        runs.append(LoggedRun(name=trial_id, config=config, summary={"status": records[-1]["status"]}, history=history))
+    return runs
