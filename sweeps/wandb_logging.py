@@ -32,6 +32,11 @@ DEFAULT_HOST = "https://api.wandb.ai"
 # In every row and constant per trial (base rows and failure rows both carry them): config, not history.
 CONFIG_KEYS = ("seed", "budget")
 DERIVED_PREFIX = "throughput/"  # history keys computed here from a row, not columns of the results table
+# Row fields the summary states for the whole run (an interrupted run's status is "interrupted", its
+# last row's "running"): in the history under ROW_PREFIX, since W&B fills a summary key from the
+# history's latest value of the same name when the run closes.
+SUMMARY_KEYS = ("status", "error", "eval_kind")
+ROW_PREFIX = "row/"
 TOKENS_PER_S = f"{DERIVED_PREFIX}tokens_per_s"
 T = TypeVar("T")
 LINEAGE_KEY = "parent_trial"  # a row naming the trial its run branches from (carried into config and tags)
@@ -110,8 +115,9 @@ def run_config(trial_id: str, cfg: TrialConfig, settings: WandbSettings) -> dict
 
 
 def history_entry(row: dict[str, Any]) -> dict[str, Any]:
-    """What one row logs to the run's history: every field but CONFIG_KEYS, and the tokens/s so far."""
-    entry = {k: v for k, v in row.items() if k not in CONFIG_KEYS}
+    """What one row logs to the run's history: every field but CONFIG_KEYS (SUMMARY_KEYS renamed), and
+    the tokens/s so far."""
+    entry = {ROW_PREFIX + k if k in SUMMARY_KEYS else k: v for k, v in row.items() if k not in CONFIG_KEYS}
     tokens, wall_s = row.get("tokens"), row.get("wall_s")
     if isinstance(tokens, (int, float)) and isinstance(wall_s, (int, float)) and wall_s > 0:
         entry[TOKENS_PER_S] = tokens / wall_s
@@ -120,7 +126,7 @@ def history_entry(row: dict[str, Any]) -> dict[str, Any]:
 
 def row_from_history(entry: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """The results-table row (sweeps/results.py) that a history entry of a trial's run was logged from."""
-    row = {k: v for k, v in entry.items() if not k.startswith(("_", DERIVED_PREFIX))}
+    row = {k.removeprefix(ROW_PREFIX): v for k, v in entry.items() if not k.startswith(("_", DERIVED_PREFIX))}
     return {"sweep": config["sweep"], "trial_id": config["trial_id"], "select_on": config.get("select_on", "validation"),
             **row, **{k: config[k] for k in CONFIG_KEYS}}
 
@@ -180,8 +186,7 @@ class WandbReporter:
 
     def _log(self, index: int, row: dict[str, Any]) -> None:
         self.run.log(history_entry(row), step=index)
-        # Strings are in the history too; the summary keeps the latest, for the runs table.
-        self.run.summary.update({k: row.get(k) for k in ("status", "error", "eval_kind")})
+        self.run.summary.update({k: row.get(k) for k in SUMMARY_KEYS})
         self.logged = index + 1
 
     def _catch_up(self) -> list[dict[str, Any]]:
