@@ -14,9 +14,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fit", help="fit scaling laws to a sweep's results table",
         description="Fit quality-vs-compute laws (with bootstrap intervals) and write fits.json.",
     )
-    fit.add_argument("results", type=Path, help="results.parquet / .csv, or a sweep directory holding one")
+    fit.add_argument("results", type=Path, nargs="?",
+                     help="results.parquet / .csv, or a sweep directory holding one (or --from-wandb)")
     fit.add_argument("--family", action="append", help="fit only this family (repeatable; default: all)")
     fit.add_argument("--out", type=Path, help="directory for fits.json (default: next to the results)")
+    _from_wandb(fit)
     _common(fit)
     fit.set_defaults(func=run_fit)
 
@@ -25,14 +27,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fit everything the sweep supports and write the report (report.md, report.html, figures), "
                     "fits.json and trials.csv (every trial's final row) to DIR/report/ or --out.",
     )
-    report.add_argument("dir", type=Path, help="a sweep directory holding results.parquet")
+    report.add_argument("dir", type=Path, nargs="?", help="a sweep directory holding results.parquet (or --from-wandb)")
     report.add_argument("--out", type=Path, help="folder for the report (default DIR/report); a folder outside "
                                                  "DIR also gets a copy of results.parquet, to stand on its own")
     report.add_argument("--wandb", action=argparse.BooleanOptionalAction, default=True,
                         help="log to W&B (offline unless WANDB_MODE says otherwise)")
     report.add_argument("--wandb-project", default="grscale", help="W&B project (default: grscale)")
+    _from_wandb(report)
     _common(report)
     report.set_defaults(func=run_report)
+
+
+def _from_wandb(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from-wandb", metavar="ENTITY/PROJECT",
+                        help="read the sweep's results from its W&B runs instead, into a snapshot "
+                             "(OUT/results.parquet; --out defaults to runs/SWEEP-wandb)")
+    parser.add_argument("--group", metavar="SWEEP", help="with --from-wandb: the sweep's W&B group (its name)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -70,8 +80,10 @@ def run_fit(args: argparse.Namespace) -> int:
     from scaling import files
     from analysis.report import fmt
     from analysis.study import to_dict
+    from analysis.from_wandb import source_folder
     from analysis.tables import best_size_table, parameter_table, selection_table, setting_table
 
+    args.results = source_folder(args.results, args.from_wandb, args.group, args.out)
     result = _analyze(args.results, args, args.family)
     _require_some_fit(result)
     out_dir = args.out or (args.results if args.results.is_dir() else args.results.parent)
@@ -131,15 +143,19 @@ def report_sweep(sweep_dir: Path, *, metric: str | None = None, higher_is_better
         paths[source.name] = files.atomic_copy(source, out_dir / source.name)
     print(f"wrote {out_dir}: " + ", ".join(sorted(paths)))
     if wandb:
-        from analysis.wandb_log import log_report
+        from analysis.wandb_log import dashboard_link, log_report
 
-        run_dir = log_report(result, paths, report_tables(result), wandb_project, out_dir)
+        run_dir = log_report(result, paths, report_tables(result), wandb_project, out_dir,
+                             dashboard=dashboard_link(sweep_dir))
         print(f"W&B summary run: {run_dir}")
     return result, out_dir
 
 
 def run_report(args: argparse.Namespace) -> int:
-    report_sweep(args.dir, metric=args.metric, higher_is_better=args.higher_is_better, select_on=args.select_on,
+    from analysis.from_wandb import source_folder
+
+    sweep_dir = source_folder(args.dir, args.from_wandb, args.group, args.out)
+    report_sweep(sweep_dir, metric=args.metric, higher_is_better=args.higher_is_better, select_on=args.select_on,
                  n_resamples=args.bootstrap, seed=args.seed, wandb=args.wandb, wandb_project=args.wandb_project,
                  out_dir=args.out)
     return 0

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from analysis.family import prediction_band
 from scaling import files
 from analysis.powerlaw import FORMS, predict_log
 from analysis.study import StudyResult
+from analysis.tables import law_curves
 
 STYLE = {"saturating": "-", "power": "--", "loglinear": ":"}
 
@@ -48,17 +48,17 @@ def quality_vs_flops(result: StudyResult) -> Figure:
     fig = Figure(figsize=(7, 4.8))
     ax = fig.add_subplot()
     pct = round(100 * result.level)
+    curves = law_curves(result)  # the same curves W&B receives as line series
     for i, (family, fit) in enumerate(sorted(result.fits.items())):
         color = f"C{i}"
         mine = result.trials[(result.trials["family"] == family) & result.trials["usable"]]
         ax.scatter(mine["budget"], mine["loss"], s=10, color=color, alpha=0.3, lw=0)
         ax.scatter(fit.budgets, fit.losses, s=30, color=color, edgecolor="black", zorder=3, label=f"{family}: best per budget")
-        grid = np.geomspace(fit.budgets.min() / 2, fit.budgets.max() * 2, 200)
-        low, high = prediction_band(fit, "saturating", grid, result.level)
-        ax.fill_between(grid, low, high, color=color, alpha=0.2, lw=0, label=f"{family}: {pct}% band")
+        curve = curves[curves["family"] == family]
+        ax.fill_between(curve["flops"], curve["low"], curve["high"], color=color, alpha=0.2, lw=0,
+                        label=f"{family}: {pct}% band")
         for form in FORMS:
-            law = fit.law(form)
-            ax.plot(grid, law.predict(grid), STYLE[form], color=color, lw=1.5 if form == "saturating" else 1,
+            ax.plot(curve["flops"], curve[form], STYLE[form], color=color, lw=1.5 if form == "saturating" else 1,
                     label=f"{family}: {form}")
     ax.set_xscale("log")
     ax.set_yscale("log")

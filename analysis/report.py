@@ -49,6 +49,7 @@ def report_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         "compute_multiplier": tables.multiplier_table(result),
         "refusals": tables.refusal_table(result),
         "trials": tables.trials_for_report(result),
+        "budget_missed": tables.budget_miss_table(result),
     }
 
 

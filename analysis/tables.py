@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 
 from analysis.bootstrap import Interval
-from analysis.family import PARAM_NAMES
+from analysis.budget import flops_ratio, missed_budget
+from analysis.family import PARAM_NAMES, prediction_band
 from analysis.powerlaw import FORMS
 from analysis.results import ONE_SETTING
 from analysis.selection import EDGE_NOTE
 from analysis.study import StudyResult
+
+CURVE_POINTS = 200  # per fitted curve, log-spaced
 
 LAW_TEXT = {
     "saturating": "Q = E + A C^-alpha",
@@ -117,3 +121,35 @@ def trials_for_report(result: StudyResult) -> pd.DataFrame:
 
 def refusal_table(result: StudyResult) -> pd.DataFrame:
     return pd.DataFrame([dataclasses.asdict(r) for r in result.refusals], columns=["family", "analysis", "message"])
+
+
+def law_curves(result: StudyResult) -> pd.DataFrame:
+    """Per family, every form's fitted curve and the saturating law's interval band on a log grid from
+    half its smallest to twice its largest budget: what the quality-vs-compute figure draws and
+    what W&B receives as the laws' line series. Values are the fitted error (`metric.fitted`)."""
+    frames = []
+    for family, fit in sorted(result.fits.items()):
+        grid = np.geomspace(fit.budgets.min() / 2, fit.budgets.max() * 2, CURVE_POINTS)
+        low, high = prediction_band(fit, "saturating", grid, result.level)
+        frames.append(pd.DataFrame({"family": family, "flops": grid,
+                                    **{form: fit.law(form).predict(grid) for form in FORMS}, "low": low, "high": high}))
+    columns = ["family", "flops", *FORMS, "low", "high"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def law_points(result: StudyResult) -> pd.DataFrame:
+    """Per family and budget, the measured point the laws are fitted to (its fitted error)."""
+    rows = [{"family": family, "flops": budget, "size": size, "setting": setting, "loss": loss}
+            for family, fit in sorted(result.fits.items())
+            for budget, size, setting, loss in zip(fit.budgets, fit.best_sizes, fit.best_settings, fit.losses)]
+    return pd.DataFrame(rows, columns=["family", "flops", "size", "setting", "loss"])
+
+
+def budget_miss_table(result: StudyResult) -> pd.DataFrame:
+    """Trials whose achieved FLOPs (their last row's) are off their planned budget by more than 1%,
+    as their W&B summaries flag them (`budget_missed`)."""
+    t = result.trials
+    ratio = flops_ratio(t["flops"].astype(float), t["budget"].astype(float))
+    missed = missed_budget(ratio)
+    return pd.DataFrame({"trial_id": t["trial_id"], "family": t["family"], "size": t["size"], "status": t["status"],
+                         "planned": t["budget"], "achieved": t["flops"], "ratio": ratio})[missed].reset_index(drop=True)

@@ -1,12 +1,32 @@
-"""The report's figures, tables and headline numbers as one W&B summary run per sweep."""
+"""The report as one W&B run per sweep: figures, tables, headline numbers, and the fitted laws as
+line series (points, fitted curve and interval band per family, against `scaling/flops`), so the
+sweep's dashboard (sweeps/dashboard.py) charts them live. The run links to that dashboard.
+
+The key names here are what the dashboard's scaling section plots; this module imports no
+pandas nor the fits at load, so the dashboard can read them cheaply.
+"""
 from __future__ import annotations
 
+import json
+import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from scaling.schema import DASHBOARD_FILE
 
-from analysis.study import StudyResult
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analysis.study import StudyResult
+
+SCALING_X = "scaling/flops"  # the laws' x-axis: training FLOPs
+LAW_SERIES = ("measured", "fit", "low", "high")  # best point per budget, saturating law, its band
+
+
+def law_key(family: str, series: str) -> str:
+    """The history key of one family's series, e.g. `scaling/hstu/fit`."""
+    return f"scaling/{family}/{series}"
 
 
 def summary(result: StudyResult) -> dict[str, float | str | bool]:
@@ -30,12 +50,42 @@ def summary(result: StudyResult) -> dict[str, float | str | bool]:
     return out
 
 
+def law_history(curves: pd.DataFrame, points: pd.DataFrame) -> list[dict[str, float]]:
+    """History rows, ascending in FLOPs, each one x (`scaling/flops`) and the series that have a value
+    there: the measured points and, on each family's grid, its fitted curve and band."""
+    rows: list[tuple[float, dict[str, float]]] = []
+    for p in points.itertuples(index=False):
+        rows.append((float(p.flops), {law_key(p.family, "measured"): float(p.loss)}))
+    for c in curves.itertuples(index=False):
+        values = {"fit": c.saturating, "low": c.low, "high": c.high}
+        rows.append((float(c.flops), {law_key(c.family, k): float(v) for k, v in values.items() if math.isfinite(v)}))
+    rows.sort(key=lambda row: row[0])
+    return [{SCALING_X: x, **values} for x, values in rows]
+
+
+def dashboard_link(sweep_dir: Path) -> str | None:
+    """The sweep's W&B workspace: its URL once saved, else the path of its spec (`grscale dashboard`)."""
+    path = Path(sweep_dir) / DASHBOARD_FILE
+    if not path.exists():
+        return None
+    try:
+        url = json.loads(path.read_text()).get("url")
+    except (OSError, ValueError, AttributeError):
+        return str(path)
+    return url or str(path)
+
+
 def log_report(
-    result: StudyResult, figure_paths: dict[str, Path], report_tables: dict[str, pd.DataFrame], project: str, out_dir: Path
+    result: StudyResult, figure_paths: dict[str, Path], report_tables: dict[str, pd.DataFrame], project: str,
+    out_dir: Path, dashboard: str | None = None,
 ) -> Path:
     """Log to W&B (mode from WANDB_MODE, offline by default); returns the run's local directory."""
     import wandb
 
+    from analysis.tables import law_curves, law_points
+
+    config: dict[str, Any] = {"metric": result.metric.name, "n_resamples": result.n_resamples,
+                              "level": result.level, "seed": result.seed, "dashboard": dashboard}
     run = wandb.init(
         project=project,
         group=result.sweep,
@@ -43,13 +93,20 @@ def log_report(
         name=f"{result.sweep}-report",
         mode=os.environ.get("WANDB_MODE", "offline"),
         dir=os.environ.get("WANDB_DIR", str(out_dir)),
-        config={"metric": result.metric.name, "n_resamples": result.n_resamples, "level": result.level, "seed": result.seed},
+        config=config,
+        notes=f"dashboard: {dashboard}" if dashboard else None,
         settings=wandb.Settings(silent=True, console="off"),
     )
     try:
         run.log({f"figures/{name[:-4]}": wandb.Image(str(path)) for name, path in figure_paths.items() if name.endswith(".png")})
-        run.log({f"tables/{name}": wandb.Table(dataframe=frame) for name, frame in report_tables.items()})
-        run.summary.update(summary(result))
+        curves, points = law_curves(result), law_points(result)
+        tables = {**report_tables, "law_curves": curves, "law_points": points}
+        run.log({f"tables/{name}": wandb.Table(dataframe=frame) for name, frame in tables.items()})
+        run.define_metric(SCALING_X)
+        run.define_metric("scaling/*", step_metric=SCALING_X)
+        for row in law_history(curves, points):
+            run.log(row)
+        run.summary.update(summary(result) | ({"dashboard": dashboard} if dashboard else {}))
         return Path(run.dir).parent
     finally:
         run.finish()

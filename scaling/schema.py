@@ -24,6 +24,7 @@ PLAN_FILE = "plan.json"  # the trials a sweep runs (id and coordinates), so `sta
 LOCK_FILE = ".lock"  # held by the one `sweep run` working on a sweep folder
 STOP_FILE = ".stop"  # in a sweep folder while it stops: its trials checkpoint at their next step
 WANDB_RUN_FILE = "wandb_run.json"  # in a trial folder: its W&B run's id and the rows that run holds
+DASHBOARD_FILE = "dashboard.json"  # in a sweep folder: its W&B workspace, {"url": once saved, "view": its spec}
 
 # --- statuses -----------------------------------------------------------------------------------
 # A run's status.json: a run stopped by a signal is "interrupted" and resumes; the others are final.

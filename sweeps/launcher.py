@@ -263,7 +263,7 @@ def _run_trials(spec: SweepSpec, sweep_dir: Path, plans: list[TrialPlan], todo: 
     """Run `todo` under Ray Tune until they end or a signal stops them; what was received says which."""
     mode = resolve_mode(options.wandb)
     settings = WandbSettings(mode=mode, project=spec.wandb.project, entity=spec.wandb.entity,
-                             group=spec.name) if mode else None
+                             group=spec.name, select_on=spec.select_on) if mode else None
     stop = StopFile(sweep_dir / STOP_FILE)
     payloads = {p.trial_id: TrialPayload(trial_id=p.trial_id, config=p.config.to_dict(), resume=options.resume,
                                          trial_dir=str(sweep_dir / TRIALS_DIR / p.trial_id),

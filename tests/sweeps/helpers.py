@@ -33,6 +33,13 @@ def tiny_spec(**changes: Any) -> dict[str, Any]:
     return spec
 
 
+# The session's end-to-end sweep (tests/sweeps/conftest.py): its spec and its trials by outcome.
+E2E_SPEC = tiny_spec(name="e2e", lr_grid={"hstu": {"xs": [3e-3, 1e6]}})
+E2E_FAILING = "dlrm-xs-C2e8-seed0"
+E2E_DIVERGING = ("hstu-xs-C1e8-seed0-lr1e6", "hstu-xs-C2e8-seed0-lr1e6")
+E2E_DONE = ("hstu-xs-C1e8-seed0-lr3e-3", "hstu-xs-C2e8-seed0-lr3e-3", "dlrm-xs-C1e8-seed0")
+
+
 def write_spec(folder: Path, spec: dict[str, Any]) -> Path:
     path = folder / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -115,3 +122,53 @@ def read_offline_runs(trial_dir: Path) -> list[dict[str, Any]]:
 def read_offline_run(trial_dir: Path) -> dict[str, Any]:
     """The latest offline run under a trial folder."""
     return read_offline_runs(trial_dir)[-1]
+
+
+def offline_logged_run(trial_dir: Path, created_at: str = "") -> Any:
+    """A trial's W&B run as the W&B API gives it back, from its offline run files: a resumed trial's
+    parts are one run (config and summary updated in order, history by step)."""
+    from analysis.from_wandb import LoggedRun
+
+    parts = read_offline_runs(trial_dir)
+    config: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
+    history: dict[int, dict[str, Any]] = {}
+    for part in parts:
+        config.update(part["config"])
+        summary.update(part["summary"])
+        history.update({entry["_step"]: entry for entry in part["history"]})
+    return LoggedRun(name=parts[-1]["name"], config=config, summary=summary, history=list(history.values()),
+                     created_at=created_at)
+
+
+class FakeRuns:
+    """A RunsSource (analysis/from_wandb.py) serving fixed runs; it records what it was asked."""
+
+    def __init__(self, runs: list[Any]) -> None:
+        self.runs, self.asked = runs, []
+
+    def trial_runs(self, path: str, group: str) -> list[Any]:
+        self.asked.append((path, group))
+        return [run for run in self.runs if run.config.get("sweep") == group]
+
+
+def go_online(monkeypatch) -> None:
+    """W&B 'online' for code that decides by WANDB_MODE and the key, while every W&B call is faked."""
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+
+
+def runs_logged_from(frame: Any) -> list[Any]:
+    """The W&B runs the trials of a results table would have logged (each row's history entry as
+    WandbReporter logs it), as the API gives them back."""
+    from analysis.from_wandb import LoggedRun
+    from sweeps.wandb_logging import history_entry
+
+    runs = []
+    for trial_id, rows in frame.groupby("trial_id", sort=False):
+        records = rows.to_dict("records")
+        config = {"trial_id": trial_id, "sweep": records[0]["sweep"], "seed": records[0]["seed"],
+                  "budget": records[0]["budget"]}
+        history = [{**history_entry(row), "_step": i} for i, row in enumerate(records)]
+        runs.append(LoggedRun(name=trial_id, config=config, summary={"status": records[-1]["status"]}, history=history))
+    return runs

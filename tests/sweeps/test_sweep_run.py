@@ -1,6 +1,7 @@
 """A small sweep end to end under a real local Ray with W&B offline: one trial fails (its
 checkpoint is corrupt), two diverge (an lr-grid value of 1e6), the rest finish; results table,
-W&B runs, status table and the no-overwrite rule are checked on that one sweep."""
+W&B runs, status table and the no-overwrite rule are checked on that one sweep (tests/sweeps/conftest.py,
+shared with the dashboard's tests)."""
 from __future__ import annotations
 
 import json
@@ -10,26 +11,16 @@ import os
 import pandas as pd
 import pytest
 
-from tests.sweeps.helpers import read_offline_run, run_cli, tiny_spec, write_spec
+from tests.sweeps.helpers import E2E_DIVERGING, E2E_DONE, E2E_FAILING, read_offline_run, run_cli
 
 pytestmark = pytest.mark.slow
 
-SPEC = tiny_spec(name="e2e", lr_grid={"hstu": {"xs": [3e-3, 1e6]}})
-FAILING = "dlrm-xs-C2e8-seed0"
-DIVERGING = ("hstu-xs-C1e8-seed0-lr1e6", "hstu-xs-C2e8-seed0-lr1e6")
-DONE = ("hstu-xs-C1e8-seed0-lr3e-3", "hstu-xs-C2e8-seed0-lr3e-3", "dlrm-xs-C1e8-seed0")
+FAILING, DIVERGING, DONE = E2E_FAILING, E2E_DIVERGING, E2E_DONE
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sweep")
-    spec_path = write_spec(root, SPEC)
-    # A corrupt checkpoint for one trial only: under --resume that trial raises when it loads it.
-    broken = root / "runs" / "e2e" / "trials" / FAILING
-    broken.mkdir(parents=True)
-    (broken / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    proc = run_cli("sweep", "run", str(spec_path), "--out", str(root / "runs"), "--resume")
-    return root, spec_path, proc
+def sweep(e2e_sweep):
+    return e2e_sweep
 
 
 def test_every_trial_ends_and_is_reported_once(sweep):
