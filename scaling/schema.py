@@ -38,9 +38,10 @@ COORDINATE_COLUMNS = ("sweep", "trial_id", "family", "size", "task", "dataset", 
 # Swept hyperparameters: trials of one (family, size, budget) cell that differ here are different
 # settings, selected between on validation. `overrides` is the model overrides as canonical JSON.
 SETTING_COLUMNS = ("peak_lr", "schedule", "variant", "overrides")
-# What was spent and measured up to a row.
+# What was spent and measured up to a row. `epochs` is passes over the training sequences (a
+# float); tables written before it existed lack it, and the analysis reads them as NaN.
 MEASURE_COLUMNS = (
-    "flops", "executed_flops", "tokens", "examples", "params_embedding", "params_nonembedding", "step",
+    "flops", "executed_flops", "tokens", "examples", "epochs", "params_embedding", "params_nonembedding", "step",
     "wall_s", "lr", "train_loss",
 )
 STATUS_COLUMNS = ("status", "error", "eval_kind", "best_step")
