@@ -69,6 +69,7 @@ class Task:
     name: str
     metrics: tuple[str, ...]  # what its evaluation reports
     default_metric: str  # what selects a trial's best point and what the laws are fitted to
+    reported: tuple[str, ...]  # what the report shows beside the fitted metric, best size per budget
 
     @property
     def default_column(self) -> str:
@@ -77,8 +78,9 @@ class Task:
 
 TASKS: dict[str, Task] = {
     "retrieval": Task("retrieval", ("nll", "mrr", "hr@1", "hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@50",
-                                    "ndcg@200"), "nll"),
-    "ranking": Task("ranking", ("ne", "auc", "logloss"), "ne"),
+                                    "ndcg@200"), "nll",
+                      ("hr@10", "ndcg@10")),
+    "ranking": Task("ranking", ("ne", "auc", "logloss"), "ne", ("auc", "logloss")),
 }
 
 # Every metric grscale knows, by bare name: True where higher is better. `@k` metrics take any k.
