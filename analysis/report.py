@@ -103,12 +103,13 @@ def _epochs_sentence(result: StudyResult) -> str:
 
 
 def needed_for_fits(result: StudyResult) -> list[str]:
-    """Per family without a quality-vs-compute fit for want of budgets, how many more it needs."""
+    """Per family without a quality-vs-compute fit for want of budgets, how many more it needs (a
+    family without a usable run has its refusal say why instead)."""
     usable = tables.chosen_trials(result)
     items = []
-    for family in sorted(set(result.trials["family"]) - set(result.fits)):
+    for family in sorted(tables.analysed_families(result) - set(result.fits)):
         have = usable.loc[usable["family"] == family, "budget"].nunique()
-        if have < MIN_BUDGETS:
+        if 0 < have < MIN_BUDGETS:
             more = MIN_BUDGETS - have
             items.append(f"**{family}**: usable runs at {have} budget{'s' * (have != 1)}; a law needs at least "
                          f"{MIN_BUDGETS} budgets per family: {more} more budget{'s' * (more != 1)}.")

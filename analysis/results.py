@@ -128,8 +128,8 @@ def trial_table(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
     columns = ["sweep", "family", "size", "task", "seed", "budget", "flops", "tokens", "params_nonembedding", "status",
                "error"]
     optional = [c for c in (*SETTING_COLUMNS, "split", "select_on") if c in last.columns]
-    tests = [c for c in last.columns if c.startswith("test/")]  # every test metric: the report shows a few beside
-    trials = last[columns + optional + tests].copy()
+    test_metrics = [c for c in last.columns if c.startswith("test/")]  # the report shows a few beside the fitted one
+    trials = last[columns + optional + test_metrics].copy()
     # Tables written before `epochs` was recorded analyse as well; their epochs are unknown.
     trials["epochs"] = pd.to_numeric(last["epochs"], errors="coerce") if "epochs" in last.columns else np.nan
     trials["setting"] = setting_labels(trials)

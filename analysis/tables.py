@@ -25,10 +25,16 @@ LAW_TEXT = {
 }
 
 
+def analysed_families(result: StudyResult) -> set[str]:
+    """The families the study analysed (`fit --family` picks some): each has a fit or a refusal."""
+    return {*result.fits, *result.isoflop, *result.parametric, *(r.family for r in result.refusals)}
+
+
 def chosen_trials(result: StudyResult) -> pd.DataFrame:
-    """The usable trials of each cell's chosen setting: what the curves and the fits are drawn from,
-    with the metric's own column (its `value`) whatever it is named."""
-    trials = result.trials[result.trials["usable"] & result.trials["chosen"]]
+    """The usable trials of each cell's chosen setting in the families analysed: what the curves and
+    the fits are drawn from, with the metric's own column (its `value`) whatever it is named."""
+    t = result.trials
+    trials = t[t["usable"] & t["chosen"] & t["family"].isin(analysed_families(result))]
     return trials.assign(**{result.metric.name: trials["value"]})
 
 

@@ -148,3 +148,11 @@ def test_report_of_trials_that_all_failed_lists_them_without_figures(tmp_path):
     assert sorted(paths) == ["report.html", "report.md"]
     md = (tmp_path / "report.md").read_text()
     assert "No law could be fitted" in md and md.count("loss is NaN at step 3") == 2
+
+
+def test_tables_and_curves_hold_only_the_families_analysed():
+    other = results_table(LAW, family="dlrm", sizes={"dlrm-0": 1e6}, budgets=np.logspace(15, 18, 4))
+    result = analyze(pd.concat([sweep_table(np.logspace(15, 18, 4)), other]), families=["hstu"], n_resamples=5)
+    assert set(tables.best_size_table(result)["family"]) == {"hstu"}
+    assert set(tables.measured_cells(result)["family"]) == {"hstu"}
+    assert set(tables.trials_for_report(result)["family"]) == {"hstu", "dlrm"}  # every trial is still listed
