@@ -86,8 +86,11 @@ def _scatter(ax: Axes, x, y, epochs: pd.Series, color, **kwargs) -> None:
     ax.scatter(x[past], y[past], facecolors="none", edgecolors=color, lw=0.9, **kwargs)
 
 
-def _epochs_handle() -> Line2D:
-    return Line2D([], [], ls="", marker="o", mfc="none", mec="gray", label=EPOCHS_MARK)
+def _epochs_handles(trials: pd.DataFrame) -> list[Line2D]:
+    """The hollow marker's legend entry, where some trial drawn is past MANY_EPOCHS."""
+    if not tables.past_many_epochs(trials["epochs"]).any():
+        return []
+    return [Line2D([], [], ls="", marker="o", mfc="none", mec="gray", label=EPOCHS_MARK)]
 
 
 def _log_axes(ax: Axes, ylabel: str | None = None, log_y: bool = True) -> None:
@@ -129,7 +132,7 @@ def measured_curves(result: StudyResult) -> Captioned:
                        zorder=4)
         handles, _ = ax.get_legend_handles_labels()
         handles += [Line2D([], [], ls="", marker="*", ms=11, mfc="white", mec="black", label="best size per budget"),
-                    _epochs_handle()]
+                    *_epochs_handles(trials)]
         _legend_outside(ax, handles, title="size")
         _log_axes(ax, result.metric.fitted)
         ax.set_title(family)
@@ -163,7 +166,7 @@ def metric_panels(result: StudyResult) -> Captioned:
             ax.plot(curve["flops"], curve[metric], "-o", color=color, ms=4, lw=1.3, label=family)
         _log_axes(ax, metric, log_y=False)
         ax.set_title(metric)
-    _legend_outside(axes[-1], [*axes[-1].get_legend_handles_labels()[0], _epochs_handle()], title="family")
+    _legend_outside(axes[-1], [*axes[-1].get_legend_handles_labels()[0], *_epochs_handles(trials)], title="family")
     fig.suptitle("the best size per budget on each reported metric")
     caption = (f"{', '.join(metrics)} against achieved training FLOPs, a panel per metric and a line per family: the "
                f"best size per budget (chosen on {result.selection.column}), mean over its seeds ({_seeds(result)}), "
@@ -192,7 +195,7 @@ def fitted_laws(result: StudyResult) -> Captioned:
         ax.set_title(family)
     handles, _ = axes[0].get_legend_handles_labels()
     points = Line2D([], [], ls="", marker="o", ms=4, color="black", label="best size per budget: its trials")
-    _legend_outside(axes[-1], [*handles, points, _epochs_handle()])
+    _legend_outside(axes[-1], [*handles, points, *_epochs_handles(trials)])
     fig.suptitle(f"fitted laws of {result.metric.fitted} vs compute")
     caption = (f"The three laws fitted to {result.metric.fitted} against training FLOPs, a panel per family, with the "
                f"saturating law's {pct}% pointwise bootstrap band ({result.n_resamples} resamples); points are the "
