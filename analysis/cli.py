@@ -69,11 +69,19 @@ def _analyze(path: Path, args: argparse.Namespace, families: list[str] | None = 
                    seed=args.seed)
 
 
+def _fitted_nothing(result) -> str:
+    """Why nothing could be fitted ("" where something was)."""
+    if result.fits or result.isoflop or result.parametric:
+        return ""
+    return "; ".join(r.message for r in result.refusals)
+
+
 def _require_some_fit(result) -> None:
     from scaling.errors import GrscaleError
 
-    if not (result.fits or result.isoflop or result.parametric):
-        raise GrscaleError("; ".join(r.message for r in result.refusals))
+    why = _fitted_nothing(result)
+    if why:
+        raise GrscaleError(why)
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -119,7 +127,9 @@ def report_sweep(sweep_dir: Path, *, metric: str | None = None, higher_is_better
                  select_on: str | None = None, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, wandb: bool = True,
                  wandb_project: str = "grscale", out_dir: Path | None = None):
     """Fit everything the sweep's results support, write the report, fits.json and trials.csv to
-    out_dir (default sweep_dir/report/) and (optionally) log it to W&B. Returns (StudyResult, report folder)."""
+    out_dir (default sweep_dir/report/) and (optionally) log it to W&B. Returns (StudyResult, report folder).
+    With nothing fittable the report is written all the same (the measured curves, the trials and what
+    more is needed), and the console says why nothing was fitted."""
     from scaling import files
     from analysis.report import report_tables, write_report
     from analysis.results import load_results, results_path
@@ -129,7 +139,9 @@ def report_sweep(sweep_dir: Path, *, metric: str | None = None, higher_is_better
     frame = load_results(source)
     result = analyze(frame, metric=metric, higher_is_better=higher_is_better, select_on=select_on,
                      n_resamples=n_resamples, level=DEFAULT_LEVEL, seed=seed)
-    _require_some_fit(result)
+    why = _fitted_nothing(result)
+    if why:
+        print(f"nothing was fittable: {why}; the report shows the measured curves and the trials")
     sweep_dir = source.parent
     out_dir = out_dir or sweep_dir / "report"
     paths = write_report(result, out_dir)

@@ -15,7 +15,7 @@ import pandas as pd
 from analysis import tables
 from analysis.bootstrap import Interval
 from analysis.compare import Multiplier
-from analysis.family import FamilyFit
+from analysis.family import MIN_BUDGETS, FamilyFit
 from scaling import files
 from analysis.selection import EDGE_NOTE
 from analysis.study import StudyResult
@@ -23,7 +23,7 @@ from analysis.study import StudyResult
 # Beyond this relative error at the held-out budget, the report warns against extrapolating.
 EXTRAPOLATION_WARN = 0.05
 
-Block = tuple[str, object]  # ("h1" | "h2" | "p" | "ul" | "table" | "figure", payload)
+Block = tuple[str, object]  # ("h1" | "h2" | "p" | "ul" | "table" | "figure", payload); a figure's is (stem, caption)
 
 
 def fmt(value: object) -> str:
@@ -53,7 +53,8 @@ def report_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
     }
 
 
-def build_blocks(result: StudyResult, figure_stems: list[str]) -> list[Block]:
+def build_blocks(result: StudyResult, figures: dict[str, str]) -> list[Block]:
+    """The report as blocks; `figures` maps each drawn figure's file stem to its caption."""
     pct = f"{round(100 * result.level)}%"
     metric = result.metric
     target = (
@@ -76,18 +77,44 @@ def build_blocks(result: StudyResult, figure_stems: list[str]) -> list[Block]:
               "include run-to-run noise and the choice of size per budget, redone in every resample, but not the "
               "choice of setting nor choices held fixed across the sweep."),
         ("p", f"{len(result.trials)} trials; {len(excluded)} left out of the fits as diverged, failed or unfinished"
-              f"{_not_chosen(result)}; each listed with its reason in the trials table."),
+              f"{_not_chosen(result)}; each listed with its reason in the trials table.{_epochs_sentence(result)}"),
         ("h2", "What the data supports"),
         ("ul", _supported(result, pct)),
         ("h2", "What it does not support"),
         ("ul", _unsupported(result)),
-        ("h2", "Figures"),
     ]
-    blocks += [("figure", stem) for stem in figure_stems]
+    needed = needed_for_fits(result)
+    if needed:
+        blocks += [("h2", "What more is needed"), ("ul", needed)]
+    blocks.append(("h2", "Figures"))
+    blocks += [("figure", item) for item in figures.items()]
     for name, frame in report_tables(result).items():
         if not frame.empty:
             blocks += [("h2", name.replace("_", " ").capitalize()), ("table", frame)]
     return blocks
+
+
+def _epochs_sentence(result: StudyResult) -> str:
+    past = int(tables.past_many_epochs(result.trials["epochs"]).sum())
+    if not past:
+        return ""
+    return (f" {past} trials went past {tables.MANY_EPOCHS:g} epochs over their training data: the trials table "
+            f"marks them in its `{tables.EPOCHS_MARK}` column and the figures draw them hollow, because repeated data "
+            f"loses value after about {tables.MANY_EPOCHS:g} epochs (Muennighoff et al. 2023).")
+
+
+def needed_for_fits(result: StudyResult) -> list[str]:
+    """Per family without a quality-vs-compute fit for want of budgets, how many more it needs (a
+    family without a usable run has its refusal say why instead)."""
+    usable = tables.chosen_trials(result)
+    items = []
+    for family in sorted(tables.analysed_families(result) - set(result.fits)):
+        have = usable.loc[usable["family"] == family, "budget"].nunique()
+        if 0 < have < MIN_BUDGETS:
+            more = MIN_BUDGETS - have
+            items.append(f"**{family}**: usable runs at {have} budget{'s' * (have != 1)}; a law needs at least "
+                         f"{MIN_BUDGETS} budgets per family: {more} more budget{'s' * (more != 1)}.")
+    return items
 
 
 def _not_chosen(result: StudyResult) -> str:
@@ -183,7 +210,8 @@ def render_markdown(blocks: list[Block]) -> str:
         elif kind == "ul":
             out.append("\n".join(f"- {item}" for item in payload))
         elif kind == "figure":
-            out.append(f"![{payload}]({payload}.png)")
+            stem, caption = payload
+            out.append(f"![{stem}]({stem}.png)\n\n*{caption}*")
         elif kind == "table":
             frame = payload.map(fmt)
             lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
@@ -201,8 +229,10 @@ def render_html(blocks: list[Block], figure_dir: Path) -> str:
         elif kind == "ul":
             body.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in payload) + "</ul>")
         elif kind == "figure":
-            data = base64.b64encode((figure_dir / f"{payload}.png").read_bytes()).decode()
-            body.append(f'<figure><img alt="{payload}" src="data:image/png;base64,{data}"><figcaption>{payload}</figcaption></figure>')
+            stem, caption = payload
+            data = base64.b64encode((figure_dir / f"{stem}.png").read_bytes()).decode()
+            body.append(f'<figure><img alt="{stem}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{_inline(caption)}</figcaption></figure>")
         elif kind == "table":
             frame = payload.map(fmt)
             head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
@@ -210,7 +240,7 @@ def render_html(blocks: list[Block], figure_dir: Path) -> str:
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
              "table{border-collapse:collapse;font-size:12px;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:2px 6px}"
-             "img{max-width:100%}code{background:#f3f3f3}")
+             "img{max-width:100%}code{background:#f3f3f3}figcaption{font-size:13px;color:#444}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>grscale report</title><style>{style}</style>"
             f"</head><body>{''.join(body)}</body></html>\n")
 
@@ -227,8 +257,9 @@ def write_report(result: StudyResult, out_dir: Path) -> dict[str, Path]:
     """Figures, report.md and report.html into out_dir; returns the written paths by name."""
     from analysis.plots import all_figures, save_figures  # matplotlib only when a report is drawn
 
-    figure_paths = save_figures(all_figures(result), out_dir)
-    blocks = build_blocks(result, list(figure_paths))
+    figures = all_figures(result)
+    figure_paths = save_figures(figures, out_dir)
+    blocks = build_blocks(result, {stem: drawn.caption for stem, drawn in figures.items()})
     paths = {"report.md": files.atomic_write_text(out_dir / "report.md", render_markdown(blocks)),
              "report.html": files.atomic_write_text(out_dir / "report.html", render_html(blocks, out_dir))}
     for stem, by_ext in figure_paths.items():

@@ -125,9 +125,13 @@ def trial_table(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
     keys = ["_final", "step"] if "step" in frame.columns else ["_final"]
     ordered = frame.assign(_final=frame["eval_kind"].eq("final")).sort_values(keys, kind="stable")
     last = ordered.groupby("trial_id", sort=True).tail(1).set_index("trial_id").sort_index()
-    columns = ["sweep", "family", "size", "seed", "budget", "flops", "tokens", "params_nonembedding", "status", "error"]
+    columns = ["sweep", "family", "size", "task", "seed", "budget", "flops", "tokens", "params_nonembedding", "status",
+               "error"]
     optional = [c for c in (*SETTING_COLUMNS, "split", "select_on") if c in last.columns]
-    trials = last[columns + optional].copy()
+    test_metrics = [c for c in last.columns if c.startswith("test/")]  # the report shows a few beside the fitted one
+    trials = last[columns + optional + test_metrics].copy()
+    # Tables written before `epochs` was recorded analyse as well; their epochs are unknown.
+    trials["epochs"] = pd.to_numeric(last["epochs"], errors="coerce") if "epochs" in last.columns else np.nan
     trials["setting"] = setting_labels(trials)
     trials["value"] = pd.to_numeric(last[metric.name], errors="coerce")
     trials["loss"] = metric.error(trials["value"])

@@ -13,6 +13,11 @@ from analysis.powerlaw import FORMS
 from analysis.results import ONE_SETTING
 from analysis.selection import EDGE_NOTE
 from analysis.study import StudyResult
+from scaling.schema import TASKS
+
+# Repeated data loses value after about 4 passes (Muennighoff et al. 2023): points past it are marked.
+MANY_EPOCHS = 4.0
+EPOCHS_MARK = f"past {MANY_EPOCHS:g} epochs"
 
 CURVE_POINTS = 200  # per fitted curve, log-spaced
 
@@ -23,19 +28,68 @@ LAW_TEXT = {
 }
 
 
+def analysed_families(result: StudyResult) -> set[str]:
+    """The families the study analysed (`fit --family` picks some): each has a fit or a refusal."""
+    return {*result.fits, *result.isoflop, *result.parametric, *(r.family for r in result.refusals)}
+
+
+def chosen_trials(result: StudyResult) -> pd.DataFrame:
+    """The usable trials of each cell's chosen setting in the families analysed: what the curves and
+    the fits are drawn from, with the metric's own column (its `value`) whatever it is named."""
+    t = result.trials
+    trials = t[t["usable"] & t["chosen"] & t["family"].isin(analysed_families(result))]
+    return trials.assign(**{result.metric.name: trials["value"]})
+
+
+def measured_cells(result: StudyResult) -> pd.DataFrame:
+    """Per (family, size, budget), the chosen setting's seeds averaged: mean achieved FLOPs, error,
+    selecting error, epochs and reported metrics, and `best`: whether it is its budget's best size
+    on the selecting error (as the fits choose it: a size without a selecting value ranks last).
+    Sizes come in order of their non-embedding parameters; drawn from the trials alone, fitted or not."""
+    trials = chosen_trials(result)
+    metrics = reported_metrics(result)
+    means = ["flops", "tokens", "params_nonembedding", "epochs", "loss", "selection_loss", *metrics]
+    keys = ["family", "budget", "size"]
+    cells = trials.groupby(keys, sort=True).agg(
+        setting=("setting", "first"), seeds=("seed", "size"), **{c: (c, "mean") for c in means}).reset_index()
+    key = cells["selection_loss"].fillna(np.inf)
+    cells["best"] = cells.index.isin(key.groupby([cells["family"], cells["budget"]]).idxmin())
+    return cells.sort_values(["family", "params_nonembedding", "size", "budget"], kind="stable").reset_index(drop=True)
+
+
+def best_size_trials(result: StudyResult) -> pd.DataFrame:
+    """The trials of each budget's best size (at its chosen setting), each at its own coordinates."""
+    best = measured_cells(result).loc[lambda c: c["best"], ["family", "budget", "size"]]
+    return chosen_trials(result).merge(best, on=["family", "budget", "size"])
+
+
+def reported_metrics(result: StudyResult) -> list[str]:
+    """The fitted metric, then the task's other reported metrics (schema.TASKS) the table holds."""
+    tasks = result.trials["task"].dropna().unique()
+    reported = TASKS[tasks[0]].reported if len(tasks) == 1 and tasks[0] in TASKS else ()
+    columns = [result.metric.name, *(f"test/{m}" for m in reported)]
+    return [c for c in dict.fromkeys(columns) if c == result.metric.name or c in result.trials.columns]
+
+
+def past_many_epochs(epochs: pd.Series) -> pd.Series:
+    """Whether each epoch count is past MANY_EPOCHS (unknown counts are not)."""
+    return epochs.fillna(0.0) > MANY_EPOCHS
+
+
 def best_size_table(result: StudyResult) -> pd.DataFrame:
     """Per family and budget, the point the laws are fitted to: its size and setting, the selecting
-    value that chose it (validation, unless the study selects on test) and its test value."""
+    value that chose it (validation, unless the study selects on test), its test value and the
+    task's other reported metrics, each a mean over the seeds; drawn from the trials, so it exists
+    whether or not a law could be fitted."""
     metric, column = result.metric, result.selection.column
     selects, fitted = f"{column} (selects)", f"{metric.name} (fitted)"
-    rows = [
-        {"family": family, "budget": budget, "size": size, "setting": setting, selects: metric.error(chose),
-         fitted: metric.error(loss)}
-        for family, fit in sorted(result.fits.items())
-        for budget, size, setting, chose, loss in zip(fit.budgets, fit.best_sizes, fit.best_settings,
-                                                      fit.best_selection, fit.losses)
-    ]
-    frame = pd.DataFrame(rows, columns=["family", "budget", "size", "setting", selects, fitted])
+    best = measured_cells(result).loc[lambda c: c["best"]].sort_values(["family", "budget"])
+    frame = pd.DataFrame({
+        "family": best["family"], "budget": best["budget"], "size": best["size"], "setting": best["setting"],
+        "seeds": best["seeds"], selects: metric.error(best["selection_loss"]), fitted: metric.error(best["loss"]),
+        **{name: best[name] for name in reported_metrics(result)[1:]},
+        "epochs": best["epochs"],
+    })
     # A study with one setting per cell has nothing to say in that column.
     return frame.drop(columns="setting") if frame["setting"].eq(ONE_SETTING).all() else frame
 
@@ -110,11 +164,15 @@ def multiplier_table(result: StudyResult) -> pd.DataFrame:
 
 
 def trials_for_report(result: StudyResult) -> pd.DataFrame:
-    """Every trial, with whether it entered the fits and why not."""
+    """Every trial: its coordinates, size (N), data (tokens, epochs, with those past MANY_EPOCHS
+    marked), learning rate, quality, and whether it entered the fits and why not."""
     t = result.trials
+    nan = pd.Series(np.nan, index=t.index)
     return pd.DataFrame({
         "trial_id": t["trial_id"], "family": t["family"], "size": t["size"], "setting": t["setting"],
-        "seed": t["seed"], "budget": t["budget"], "status": t["status"], result.metric.validation: t["validation"],
+        "seed": t["seed"], "budget": t["budget"], "flops": t["flops"], "N": t["params_nonembedding"],
+        "tokens": t["tokens"], "epochs": t["epochs"], EPOCHS_MARK: past_many_epochs(t["epochs"]).map({True: "yes", False: ""}),
+        "peak_lr": t.get("peak_lr", nan), "status": t["status"], result.metric.validation: t["validation"],
         result.metric.name: t["value"], "used": t["chosen"], "reason": t["note"],
     })
 

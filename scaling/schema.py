@@ -39,9 +39,10 @@ COORDINATE_COLUMNS = ("sweep", "trial_id", "family", "size", "task", "dataset", 
 # Swept hyperparameters: trials of one (family, size, budget) cell that differ here are different
 # settings, selected between on validation. `overrides` is the model overrides as canonical JSON.
 SETTING_COLUMNS = ("peak_lr", "schedule", "variant", "overrides")
-# What was spent and measured up to a row.
+# What was spent and measured up to a row. `epochs` is passes over the training sequences (a
+# float); tables written before it existed lack it, and the analysis reads them as NaN.
 MEASURE_COLUMNS = (
-    "flops", "executed_flops", "tokens", "examples", "params_embedding", "params_nonembedding", "step",
+    "flops", "executed_flops", "tokens", "examples", "epochs", "params_embedding", "params_nonembedding", "step",
     "wall_s", "lr", "train_loss",
 )
 STATUS_COLUMNS = ("status", "error", "eval_kind", "best_step")
@@ -70,6 +71,7 @@ class Task:
     name: str
     metrics: tuple[str, ...]  # what its evaluation reports
     default_metric: str  # what selects a trial's best point and what the laws are fitted to
+    reported: tuple[str, ...]  # what the report shows beside the fitted metric, best size per budget
 
     @property
     def default_column(self) -> str:
@@ -78,8 +80,9 @@ class Task:
 
 TASKS: dict[str, Task] = {
     "retrieval": Task("retrieval", ("nll", "mrr", "hr@1", "hr@10", "hr@50", "hr@200", "ndcg@10", "ndcg@50",
-                                    "ndcg@200"), "nll"),
-    "ranking": Task("ranking", ("ne", "auc", "logloss"), "ne"),
+                                    "ndcg@200"), "nll",
+                      ("hr@10", "ndcg@10")),
+    "ranking": Task("ranking", ("ne", "auc", "logloss"), "ne", ("auc", "logloss")),
 }
 
 # Every metric grscale knows, by bare name: True where higher is better. `@k` metrics take any k.

@@ -197,6 +197,7 @@ class Trainer:
             "family": c.model.family, "size": c.model.size, "task": c.task, "dataset": c.data.dataset_name,
             "split": c.data.split, "seed": c.seed, "budget": c.budget, **c.setting,
             "flops": s.flops, "executed_flops": s.executed_flops, "tokens": s.tokens, "examples": s.examples,
+            "epochs": self.epochs(),
             "params_embedding": self.params_embedding, "params_nonembedding": self.params_nonembedding,
             "step": s.step, "wall_s": round(s.wall_s, 3), "status": status, "error": None, "eval_kind": eval_kind,
             "kernel": self.kernel, "node": socket.gethostname(), "eval_protocol": c.eval.protocol if c.task == "retrieval" else None,
@@ -205,6 +206,11 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": s.loss_sum / s.loss_count if s.loss_count else float("nan"),
         }
+
+    def epochs(self) -> float:
+        """Passes over the training sequences so far: whole epochs plus the share of this one drawn."""
+        s, per_pass = self.state, self.batches.rows.size
+        return s.epoch + min(s.batch_index * self.cfg.optim.batch_size, per_pass) / per_pass
 
     def emit(self, row: dict[str, Any]) -> None:
         for reporter in self.reporters:

@@ -73,7 +73,7 @@ def test_report_writes_self_contained_html_figures_and_wandb_run(sweep_dir, tmp_
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     assert run_cli(["report", str(sweep_dir), "--bootstrap", "100", "--wandb-project", "grscale-test"]) == 0
     report = sweep_dir / "report"
-    for stem in ("quality_vs_flops", "isoflop", "frontier", "residuals"):
+    for stem in ("quality_vs_flops", "metrics_vs_flops", "fitted_laws", "isoflop", "frontier", "residuals"):
         assert (report / f"{stem}.png").stat().st_size > 1000
         assert (report / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
     md = (report / "report.md").read_text()
@@ -81,7 +81,7 @@ def test_report_writes_self_contained_html_figures_and_wandb_run(sweep_dir, tmp_
     assert "AIC prefers" in md and "Extrapolation check" in md and "Plateau test" in md
     html = (report / "report.html").read_text()
     sources = re.findall(r'(?:src|href)="([^"]*)"', html)
-    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 6 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<link" not in html and "<script" not in html
     assert "loss became inf at step 7" in html
 
@@ -90,7 +90,7 @@ def test_report_writes_self_contained_html_figures_and_wandb_run(sweep_dir, tmp_
     wandb.teardown()  # the offline transaction log is complete once the W&B service has closed it
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     media = {p.name.split("_")[0] for p in (run_dir / "files" / "media").rglob("*") if p.is_file()}
-    assert {"quality", "isoflop", "frontier", "residuals", "trials", "parameters"} <= media
+    assert {"quality", "metrics", "fitted", "isoflop", "frontier", "residuals", "trials", "parameters"} <= media
     (log,) = run_dir.glob("*.wandb")
     data = log.read_bytes()
     for key in (b"hstu/alpha", b"dlrm/alpha_high", b"hstu/frontier_exponent", b"comparison/plateau", b"grscale-test"):
@@ -247,7 +247,8 @@ def test_report_and_fits_show_the_selection(lr_sweep, tmp_path):
     md = (out / "report.md").read_text()
     assert not md.splitlines()[2].startswith("**Selected on test.**")
     assert "## Setting selection" in md and "## Best size per budget" in md
-    assert "| family | budget | size | setting | val/nll (selects) | test/nll (fitted) |" in md
+    assert ("| family | budget | size | setting | seeds | val/nll (selects) | test/nll (fitted) | test/hr@10 | "
+            "test/ndcg@10 | epochs |") in md
     assert "| hstu | hstu-1 | 1e+19 | 2 | lr 2e-3 | 2 |" in md
     assert "at the edge of its grid: the best rate may lie outside it" in (out / "report.html").read_text()
 

@@ -120,7 +120,7 @@ def test_leave_last_out_refuses_selection_unless_select_on_test():
         "test", "from --select-on", "test/nll")
     from_spec = analyze(table.assign(select_on="test"), n_resamples=5)
     assert from_spec.selection.source == "from the table's select_on column"
-    first = build_blocks(from_spec, [])[1]
+    first = build_blocks(from_spec, {})[1]
     assert first[0] == "p" and first[1].startswith("**Selected on test.** select_on is `test` (from the table's "
                                                    "select_on column)")
     # One size and one setting: nothing is selected, so nothing is refused.
@@ -152,7 +152,7 @@ def test_learning_rate_at_the_edge_of_its_grid_is_flagged():
     assert table["note"].tolist() == [""] * 5 + ["at the edge of its grid: the best rate may lie outside it"]
     assert table.loc[5, "runner_up"] == "lr 3e-3"
     assert table.loc[5, "gap"] == pytest.approx(0.1 * GOOD(0, 0, BUDGETS[-1]), rel=1e-9)
-    (unsupported,) = [b for b in build_blocks(result, []) if b[0] == "ul"][1:]
+    (unsupported,) = [b for b in build_blocks(result, {}) if b[0] == "ul"][1:]
     assert "hstu hstu-s at C = 1e+18: the chosen lr 1e-2 is at the edge of its grid: the best rate may lie outside " \
            "it." in unsupported[1]
 
@@ -161,7 +161,9 @@ def test_best_size_table_shows_the_validation_value_that_chose_each_point():
     table = results_table(BAD, validation=GOOD, family="hstu", sizes=ONE_SIZE, budgets=BUDGETS, metric="test/hr@10")
     result = analyze(table, metric="test/hr@10", n_resamples=5)
     best = best_size_table(result)
-    assert list(best.columns) == ["family", "budget", "size", "val/hr@10 (selects)", "test/hr@10 (fitted)"]  # one setting: no column
+    # one setting: no setting column; the task's other reported metric beside the fitted one
+    assert list(best.columns) == ["family", "budget", "size", "seeds", "val/hr@10 (selects)", "test/hr@10 (fitted)",
+                                  "test/ndcg@10", "epochs"]
     np.testing.assert_allclose(best["val/hr@10 (selects)"], 1.0 - GOOD(0, 0, BUDGETS), rtol=1e-12)
     np.testing.assert_allclose(best["test/hr@10 (fitted)"], 1.0 - BAD(0, 0, BUDGETS), rtol=1e-12)
 

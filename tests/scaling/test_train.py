@@ -123,6 +123,18 @@ def test_test_metrics_come_from_the_best_validation_point(tmp_path, metric):
         assert rows[-1][f"test/{metric}"] == pytest.approx(rows[-1][f"test_last/{metric}"])
 
 
+def test_epochs_count_passes_over_the_training_sequences(tmp_path):
+    trainer = Trainer(tiny(budget=1e9), tmp_path)
+    rows = trainer.run().rows
+    per_pass = int((trainer.split.train.lengths() >= 2).sum())  # the sequences that yield a prediction
+    batch = trainer.cfg.optim.batch_size
+    sizes = [min(batch, per_pass - start) for start in range(0, per_pass, batch)]  # one pass: the last batch is short
+    for row in rows:
+        drawn = sum(sizes[i % len(sizes)] for i in range(row["step"]))
+        assert row["epochs"] == pytest.approx(drawn / per_pass, rel=1e-12)
+    assert rows[-1]["epochs"] > 2  # this budget goes round the data more than twice
+
+
 def test_validation_on_a_user_sample_leaves_the_test_split_whole(tmp_path):
     full = train_to_budget(tiny(), tmp_path / "full").rows[-1]
     sampled = train_to_budget(tiny(data={"val_users": 25}), tmp_path / "sampled").rows[-1]
