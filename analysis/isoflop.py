@@ -19,12 +19,12 @@ from scaling.errors import GrscaleError
 MIN_SIZES = 3  # a parabola needs three sizes
 MIN_PARAMETRIC_POINTS = 6
 PARAMETRIC_NAMES = ("E", "A", "alpha", "B", "beta")
-# L(N, D) starts. The point estimate tries a grid as dense as Hoffmann et al.'s (their
-# exponents 0 to 2 by 0.5, E and the amplitudes over their ranges; here the amplitudes follow from
-# E and a split of the reducible error between the two terms), plus two small exponents.
+# L(N, D) starts. The point estimate tries a grid as dense as Hoffmann et al.'s: their exponents
+# 0 to 2 by 0.5, E over its range, and the amplitudes over theirs (here they follow from E and a
+# split of the reducible error between the two terms).
 PARAMETRIC_DENSE = StartGrid(
-    e_fractions=(1e-3, 0.2, 0.4, 0.6, 0.8, 0.95), exponents=(0.0, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0),
-    splits=((0.05, 0.95), (0.2, 0.8), (0.4, 0.6), (0.6, 0.4), (0.8, 0.2), (0.95, 0.05)),
+    e_fractions=(1e-3, 0.25, 0.5, 0.75, 0.95), exponents=(0.0, 0.5, 1.0, 1.5, 2.0),
+    splits=((0.05, 0.95), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25), (0.95, 0.05)),
 )
 PARAMETRIC_COARSE = StartGrid(e_fractions=(1e-3, 0.5, 0.9), exponents=(0.1, 0.3, 0.7),
                               splits=((0.2, 0.8), (0.5, 0.5), (0.8, 0.2)))

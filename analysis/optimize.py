@@ -18,10 +18,6 @@ HUBER_DELTA = 1e-3
 
 # Iterations every start gets before only the best start per problem goes on.
 RACE_ITERATIONS = 30
-# The point estimate's search: every start of the dense grid gets this many iterations, then
-# the FINALISTS best run to convergence (a start still behind after them has not won in tests).
-DENSE_RACE_ITERATIONS = 60
-FINALISTS = 16
 
 # fun(params (b, k), rows (b,)) -> (values (b,), gradients (b, k)) for the problems `rows`.
 BatchObjective = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -96,8 +92,8 @@ def fit_power_terms(
 
     features (n, m) are centred log-features shared by all rows; log_q and w are (b, n), in
     `groups` equal blocks, each a data set as measured (its first row) and its resamples. A
-    block's first row runs from every start of `dense` (see DENSE_RACE_ITERATIONS) and keeps
-    the best optimum found: the point estimate. Every other row starts from the `n_starts` best of
+    block's first row runs to convergence from every start of `dense` and keeps the best
+    optimum found: the point estimate. Every other row starts from the `n_starts` best of
     `coarse` and from its block's point estimate; after a short race (see RACE_ITERATIONS) its
     leader runs to convergence, so a resample reaches the point estimate's basin wherever that
     is its best. Returns (b, 1 + 2m) parameters.
@@ -114,13 +110,8 @@ def fit_power_terms(
 
     starts = _grid_starts(features, log_q[heads], w[heads], dense)  # (groups, n_dense, k)
     n_dense, k = starts.shape[1:]
-    # Every dense start runs DENSE_RACE_ITERATIONS; the FINALISTS best go on to convergence.
-    sol, loss = lbfgs_batch(objective(heads, n_dense), starts.reshape(-1, k), max_iter=DENSE_RACE_ITERATIONS)
+    sol, loss = lbfgs_batch(objective(heads, n_dense), starts.reshape(-1, k))
     loss = np.where(np.isfinite(loss), loss, np.inf).reshape(groups, n_dense)
-    finalists = np.argsort(loss, axis=1)[:, :FINALISTS]
-    x0 = np.take_along_axis(sol.reshape(groups, n_dense, k), finalists[:, :, None], axis=1)
-    sol, loss = lbfgs_batch(objective(heads, x0.shape[1]), x0.reshape(-1, k))
-    loss = np.where(np.isfinite(loss), loss, np.inf).reshape(groups, -1)
     points = sol.reshape(groups, -1, k)[np.arange(groups), loss.argmin(axis=1)]
     points[~np.isfinite(loss).any(axis=1)] = np.nan
     out = np.empty((b, k))

@@ -22,9 +22,11 @@ FORMS = ("saturating", "power", "loglinear")
 
 # Start grids for the saturating law: E as a fraction of the smallest observed error, and alpha.
 # The point estimate tries every start of the dense grid (exponents 0 to 2 as in Hoffmann et
-# al.'s grid, and the small exponents recommenders show); resamples race the coarse one.
+# al.'s grid, and the small exponents recommenders show; the amplitude from 1/30 to 30 times the
+# one that fits the data's mean); resamples race the coarse one.
 DENSE_STARTS = StartGrid(e_fractions=(1e-6, 1e-3, 0.1, 0.3, 0.5, 0.7, 0.85, 0.95, 0.99),
-                         exponents=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 1.5, 2.0), splits=((1.0,),))
+                         exponents=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 1.5, 2.0),
+                         splits=((0.03,), (0.3,), (1.0,), (3.0,), (30.0,)))
 COARSE_STARTS = StartGrid(e_fractions=(1e-3, 0.3, 0.6, 0.85, 0.97), exponents=(0.03, 0.1, 0.3, 0.7, 1.5),
                           splits=((1.0,),))
 

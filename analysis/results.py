@@ -126,7 +126,7 @@ def trial_table(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
     ordered = frame.assign(_final=frame["eval_kind"].eq("final")).sort_values(keys, kind="stable")
     last = ordered.groupby("trial_id", sort=True).tail(1).set_index("trial_id").sort_index()
     columns = ["sweep", "family", "size", "seed", "budget", "flops", "tokens", "params_nonembedding", "status", "error"]
-    optional = [c for c in (*SETTING_COLUMNS, "split", "select_on") if c in last.columns]
+    optional = [c for c in (*SETTING_COLUMNS, "split", "select_on", "epochs") if c in last.columns]
     trials = last[columns + optional].copy()
     trials["setting"] = setting_labels(trials)
     trials["value"] = pd.to_numeric(last[metric.name], errors="coerce")
