@@ -1,13 +1,21 @@
-"""Bootstrap over runs: a family's trials as design points, resampled into a batch of data sets.
+"""Bootstrap over runs: a family's trials as points, resampled into a batch of data sets.
 
-A design point is one (size, budget) of a family, at the setting chosen for it on validation
-(analysis.selection); that setting's seed replicates are the runs. Each run is a pair: the error
-that selects (validation) and the error that is fitted (test), resampled together. Where some
-point has replicates, each resample redraws the replicates within every point (the budgets and
-sizes are the experimenter's choice, the seed is the noise). Where no point has replicates, each
-resample redraws the trials themselves (a case bootstrap), expressed as weights: a multiplicity
-per point. The best size per budget is chosen again in every data set, on its selecting means, so
-the intervals carry the noise of that choice. Row 0 of every batch is the data as measured.
+Every trial is its own point, at its own achieved FLOPs, tokens and parameters: a table whose
+runs overshoot their budgets by different amounts, or whose budgets were rounded, is fitted as
+the runs it holds. Trials of one (size, budget) cell, at the setting chosen for it on validation
+(analysis.selection), are seed replicates: they are grouped to choose the best size per budget
+and to estimate the noise. Each trial is a pair: the error that selects (validation) and the
+error that is fitted (test), resampled together.
+
+Where some cell has replicates, each resample redraws every trial's error as its cell's mean
+plus a within-cell residual drawn from those pooled over the family (a residual bootstrap, in
+log space, validation and test residuals drawn as a pair). Pooling matters with the 2 to 5 seeds
+sweeps afford: resampling 2 seeds within their own cell gives 3 possible means and intervals
+that cover 85% where they claim 90% (benchmarks/fit_coverage.md). It assumes relative noise of
+one size across cells. Where no cell has replicates, each resample redraws the trials
+themselves (a case bootstrap), expressed as weights: a multiplicity per trial. The best size
+per budget is chosen again in every data set, on its selecting means, so the intervals carry
+the noise of that choice. Row 0 of every batch is the data as measured.
 """
 from __future__ import annotations
 
@@ -39,27 +47,53 @@ class Interval:
 
 @dataclass(frozen=True)
 class Points:
-    """A family's chosen trials grouped by (size, budget): per point, the seeds' fitted errors
-    (replicates) and, in the same order, the errors that select between points (selection)."""
+    """A family's chosen trials: per cell (size, budget) its coordinates, per trial its own
+    coordinates, its fitted error and, in the same order, the error that selects between cells."""
 
     family: str
-    size: np.ndarray
-    budget: np.ndarray
-    setting: np.ndarray
-    n_params: np.ndarray
-    tokens: np.ndarray
-    replicates: tuple[np.ndarray, ...]
-    selection: tuple[np.ndarray, ...]
+    size: np.ndarray  # per cell
+    budget: np.ndarray  # per cell: the nominal budget, which groups trials
+    setting: np.ndarray  # per cell
+    cell: np.ndarray  # per trial: index of its cell
+    flops: np.ndarray  # per trial: achieved training FLOPs
+    tokens: np.ndarray  # per trial
+    n_params: np.ndarray  # per trial: non-embedding parameters
+    epochs: np.ndarray  # per trial: passes over the training data (NaN where not recorded)
+    loss: np.ndarray  # per trial: the fitted error
+    selection: np.ndarray  # per trial: the selecting error
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.size)
 
     @property
     def has_replicates(self) -> bool:
-        return any(len(r) > 1 for r in self.replicates)
+        return bool(np.bincount(self.cell, minlength=self.n_cells).max() > 1)
+
+    @property
+    def membership(self) -> np.ndarray:
+        """(n_trials, n_cells) one-hot: which cell each trial belongs to."""
+        return (self.cell[:, None] == np.arange(self.n_cells)[None, :]).astype(float)
+
+    def cell_means(self, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Weighted mean of per-trial values (rows, n_trials) in each cell: (rows, n_cells), NaN for an undrawn cell."""
+        m = self.membership
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (np.where(weights > 0, weights * values, 0.0) @ m) / (weights @ m)
+
+    def cell_weights(self, weights: np.ndarray) -> np.ndarray:
+        """Total multiplicity of each cell's trials: (rows, n_cells)."""
+        return weights @ self.membership
+
+    @property
+    def cell_n_params(self) -> np.ndarray:
+        return self.cell_means(self.n_params[None], np.ones((1, len(self.cell))))[0]
 
 
 @dataclass(frozen=True)
 class Batch:
-    """Resampled data sets: fitted values, selecting values and weights (1 + n_resamples, n_points);
-    row 0 as measured."""
+    """Resampled data sets: per trial the fitted values, selecting values and weights
+    (1 + n_resamples, n_trials); row 0 as measured."""
 
     values: np.ndarray
     selection: np.ndarray
@@ -67,8 +101,19 @@ class Batch:
     scheme: str
 
 
+@dataclass(frozen=True)
+class BestPerBudget:
+    """Per budget and data set, the cell with the best selecting mean and what enters the fits."""
+
+    budgets: np.ndarray  # (nb,) nominal budgets
+    chosen: np.ndarray  # (rows, nb) the chosen cell
+    values: np.ndarray  # (rows, nb) the chosen cell's mean fitted value (1.0 where no cell was drawn)
+    weights: np.ndarray  # (rows, n_trials): the batch's weights on chosen cells' trials, 0 elsewhere
+    drawn: np.ndarray  # (rows, nb) whether the budget has a drawn cell
+
+
 def family_points(trials: pd.DataFrame, family: str) -> Points:
-    """Design points of one family's usable trials of the chosen settings; refuses a family with none."""
+    """The points of one family's usable trials of the chosen settings; refuses a family with none."""
     mine = trials[trials["family"] == family]
     if mine.empty:
         raise GrscaleError(f"no trials of family {family!r} in the table")
@@ -78,69 +123,93 @@ def family_points(trials: pd.DataFrame, family: str) -> Points:
             f"all {len(mine)} runs of family {family!r} diverged, failed or lack the metric; "
             "nothing to fit (see the trials table for their reasons)"
         )
-    groups = usable.groupby(["size", "budget"], sort=True)
-    keys = list(groups.groups)
+    usable = usable.sort_values(["size", "budget", "seed"], kind="stable")
+    cells = usable.groupby(["size", "budget"], sort=True)
+    keys = list(cells.groups)
+    cell = cells.ngroup().to_numpy()
+    flops = usable["flops"].to_numpy(dtype=float)
+    # A row without achieved FLOPs (a table from elsewhere) stands at its nominal budget.
+    flops = np.where(np.isfinite(flops) & (flops > 0), flops, usable["budget"].to_numpy(dtype=float))
+    epochs = usable["epochs"].to_numpy(dtype=float) if "epochs" in usable else np.full(len(usable), np.nan)
     return Points(
         family=family,
         size=np.array([k[0] for k in keys], dtype=object),
         budget=np.array([k[1] for k in keys], dtype=float),
-        setting=groups["setting"].first().to_numpy(dtype=object),
-        n_params=groups["params_nonembedding"].mean().to_numpy(dtype=float),
-        tokens=groups["tokens"].mean().to_numpy(dtype=float),
-        replicates=tuple(g["loss"].to_numpy(dtype=float) for _, g in groups),
-        selection=tuple(g["selection_loss"].to_numpy(dtype=float) for _, g in groups),
+        setting=cells["setting"].first().to_numpy(dtype=object),
+        cell=cell,
+        flops=flops,
+        tokens=usable["tokens"].to_numpy(dtype=float),
+        n_params=usable["params_nonembedding"].to_numpy(dtype=float),
+        epochs=epochs,
+        loss=usable["loss"].to_numpy(dtype=float),
+        selection=usable["selection_loss"].to_numpy(dtype=float),
     )
 
 
 def resample(points: Points, n_resamples: int, rng: np.random.Generator) -> Batch:
     """The measured data (row 0) followed by `n_resamples` bootstrap data sets."""
-    n = len(points.replicates)
-    values = np.empty((n_resamples + 1, n))
-    selection = np.empty((n_resamples + 1, n))
+    n = len(points.cell)
     weights = np.ones((n_resamples + 1, n))
-    for j, (reps, sel) in enumerate(zip(points.replicates, points.selection)):
-        k = len(reps)
-        draws = rng.integers(0, k, size=(n_resamples, k))  # one draw of seeds for both members of each pair
-        values[:, j] = _resampled_means(reps, draws)
-        selection[:, j] = _resampled_means(sel, draws)
-    if points.has_replicates:
-        return Batch(values, selection, weights, "seeds resampled within each (size, budget) point")
-    weights[1:] = rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples)
-    return Batch(values, selection, weights, "trials resampled with replacement (no seed replicates)")
+    if not points.has_replicates:
+        values = np.broadcast_to(points.loss, weights.shape).copy()
+        selection = np.broadcast_to(points.selection, weights.shape).copy()
+        weights[1:] = rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples)
+        return Batch(values, selection, weights, "trials resampled with replacement (no seed replicates)")
+    log_value, value_resid = _cell_residuals(points, points.loss)
+    log_selection, selection_resid = _cell_residuals(points, points.selection)
+    # Pairs whose test residual is known; a missing validation residual stays missing.
+    pool = np.flatnonzero(np.isfinite(value_resid))
+    draws = pool[rng.integers(0, len(pool), size=(n_resamples, n))]
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.vstack([points.loss, np.exp(log_value[None, :] + value_resid[draws])])
+        selection = np.vstack([points.selection, np.exp(log_selection[None, :] + selection_resid[draws])])
+    replicated = int((np.bincount(points.cell) > 1).sum())
+    scheme = (f"residual bootstrap: each trial redrawn as its cell's mean plus a within-cell residual pooled over "
+              f"{replicated} replicated (size, budget) cells ({len(pool)} residuals, validation and test in pairs)")
+    return Batch(values, selection, weights, scheme)
 
 
-def _resampled_means(reps: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """The mean as measured, then the mean of each draw of seeds."""
-    k = len(reps)
-    mean = reps.mean()
-    # Resampled means vary by (k-1)/k of the true variance: widen them by sqrt(k/(k-1)),
-    # which matters with the 2 to 5 seeds sweeps can afford.
-    inflate = np.sqrt(k / (k - 1)) if k > 1 else 0.0
-    return np.concatenate([[mean], mean + inflate * (reps[draws].mean(axis=1) - mean)])
+def _cell_residuals(points: Points, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per trial: its cell's mean log value, and its residual from it scaled to the noise's own
+    spread (a residual from the mean of k varies by (k-1)/k of it); NaN in cells of one trial."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), np.nan)
+    counts = np.bincount(points.cell, minlength=points.n_cells).astype(float)
+    m = points.membership
+    with np.errstate(invalid="ignore"):
+        means = (np.nan_to_num(logs) @ m) / (np.isfinite(logs) @ m)
+        finite_means = np.where((np.isfinite(logs) @ m) == counts, means, np.nan)  # a cell missing a value has no mean
+    own = finite_means[points.cell]
+    k = counts[points.cell]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        resid = np.where(k > 1, (logs - own) * np.sqrt(k / np.maximum(k - 1, 1)), np.nan)
+    return own, resid
 
 
-def best_per_budget(points: Points, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per budget, the drawn point with the lowest selecting error in each data set, and its fitted value.
-
-    Returns budgets (nb,), values and weights (rows, nb) and the chosen point index
-    (rows, nb); a budget none of whose points were drawn gets weight 0.
-    """
+def best_per_budget(points: Points, batch: Batch) -> BestPerBudget:
+    """Per budget, the drawn cell with the lowest mean selecting error in each data set; only its
+    trials keep their weights. A budget none of whose cells were drawn has no point in that set."""
     budgets = np.unique(points.budget)
+    cell_weights = points.cell_weights(batch.weights)
+    selecting = points.cell_means(batch.selection, batch.weights)
+    fitted = points.cell_means(batch.values, batch.weights)
     rows = batch.values.shape[0]
-    values = np.zeros((rows, len(budgets)))
-    weights = np.zeros((rows, len(budgets)))
     chosen = np.zeros((rows, len(budgets)), dtype=int)
-    worst = np.finfo(float).max  # a point without a selecting value ranks after every other drawn point
+    values = np.ones((rows, len(budgets)))
+    drawn = np.zeros((rows, len(budgets)), dtype=bool)
+    keep = np.zeros((rows, points.n_cells), dtype=bool)
+    worst = np.finfo(float).max  # a cell without a selecting value ranks after every other drawn cell
     for i, c in enumerate(budgets):
         idx = np.flatnonzero(points.budget == c)
-        drawn = batch.weights[:, idx] > 0
-        key = np.where(drawn, np.nan_to_num(batch.selection[:, idx], nan=worst, posinf=worst), np.inf)
-        pick = key.argmin(axis=1)[:, None]
-        chosen[:, i] = idx[pick[:, 0]]
-        values[:, i] = np.take_along_axis(batch.values[:, idx], pick, axis=1)[:, 0]
-        weights[:, i] = np.take_along_axis(batch.weights[:, idx], pick, axis=1)[:, 0]
-    values[weights == 0] = 1.0  # any positive placeholder: a zero weight removes it from fits
-    return budgets, values, weights, chosen
+        present = cell_weights[:, idx] > 0
+        key = np.where(present, np.nan_to_num(selecting[:, idx], nan=worst, posinf=worst), np.inf)
+        pick = key.argmin(axis=1)
+        chosen[:, i] = idx[pick]
+        drawn[:, i] = present.any(axis=1)
+        values[:, i] = np.where(drawn[:, i], fitted[np.arange(rows), idx[pick]], 1.0)
+        keep[np.arange(rows), idx[pick]] = drawn[:, i]
+    weights = np.where(keep[:, points.cell], batch.weights, 0.0)
+    return BestPerBudget(budgets, chosen, values, weights, drawn)
 
 
 def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> Interval:

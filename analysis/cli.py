@@ -89,7 +89,9 @@ def run_fit(args: argparse.Namespace) -> int:
     from analysis.report import fmt
     from analysis.study import to_dict
     from analysis.from_wandb import source_folder
-    from analysis.tables import best_size_table, parameter_table, selection_table, setting_table
+    from analysis.tables import (
+        approaches_table, best_size_table, parameter_table, selection_table, setting_table, undetermined_table,
+    )
 
     args.results = source_folder(args.results, args.from_wandb, args.group, args.out)
     result = _analyze(args.results, args, args.family)
@@ -110,8 +112,19 @@ def run_fit(args: argparse.Namespace) -> int:
     print(params.to_string(index=False, formatters={c: fmt for c in params.columns[3:]}))
     print()
     print(selection_table(result).to_string(index=False, float_format=fmt))
+    approaches = approaches_table(result)
+    if not approaches.empty:
+        print()
+        print(approaches.to_string(index=False, float_format=fmt))
     if result.comparison is not None:
         print(f"\n{result.comparison.family_a} vs {result.comparison.family_b}: {result.comparison.crossover.summary}")
+        for caveat in result.comparison.caveats:
+            print(f"  rests on a fit that is not determined: {caveat}")
+    shaky = undetermined_table(result)
+    if not shaky.empty:
+        print("\nnot determined (the data do not pin these fits down):")
+        for r in shaky.itertuples():
+            print(f"  {r.family} {r.fit}: {r.why}")
     if result.refusals:
         print("\nnot fitted:")
         for r in result.refusals:

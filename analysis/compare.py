@@ -60,6 +60,7 @@ class Comparison:
     crossover: Crossover
     multipliers: tuple[Multiplier, ...]
     plateau: PlateauTest
+    caveats: tuple[str, ...]  # the undetermined fits it rests on (empty: none)
 
 
 def default_pair(families: list[str]) -> tuple[str, str] | None:
@@ -85,9 +86,11 @@ def compare(a: FamilyFit, b: FamilyFit, level: float) -> Comparison:
         alpha_b=b.saturating.alpha,
         alpha_b_interval=b.exponent_interval("saturating"),
         crossover=_crossover(a, b, pa, pb),
-        multipliers=tuple(_multiplier(c, pa, pb, level) for c in a.budgets),
+        multipliers=tuple(multiplier_at(c, pa, pb, level) for c in a.budgets),
         plateau=PlateauTest(b.family, b.power.alpha, plateau_interval, plateau_interval.contains(0.0),
                             top, float(slopes[0]), percentile_interval(slopes[1:], level)),
+        caveats=tuple(f"{fit.family}'s saturating law is not determined ({'; '.join(fit.undetermined['saturating'])})"
+                      for fit in (a, b) if fit.undetermined["saturating"]),
     )
 
 
@@ -131,7 +134,9 @@ def _roots(t: np.ndarray, diff: np.ndarray) -> list[float]:
     return [float(t[i] - diff[i] * (t[i + 1] - t[i]) / (diff[i + 1] - diff[i])) for i in idx]
 
 
-def _multiplier(flops: float, pa: np.ndarray, pb: np.ndarray, level: float) -> Multiplier:
+def multiplier_at(flops: float, pa: np.ndarray, pb: np.ndarray, level: float) -> Multiplier:
+    """C_B / C at C = `flops`, from saturating rows (E, A, alpha) of A and B: row 0 the point
+    estimate, the others bootstrap rows (NaN where failed) giving the interval."""
     log_c = np.log(flops)
     log_q = predict_log("saturating", pa, np.array([log_c]))  # (rows, 1)
     with np.errstate(over="ignore"):  # out of reach within float range: inf, as intended

@@ -11,11 +11,15 @@ from analysis.powerlaw import (
     FORMS, LogLinearLaw, PowerLaw, SaturatingLaw, exponent_index, fit_batch, law_from_row, predict_log,
     predict_value,
 )
+from analysis.determinacy import bounds, undetermined_reasons
 from scaling.errors import GrscaleError
 
 MIN_BUDGETS = 4
 N_PARAMS = {"saturating": 3, "power": 2, "loglinear": 2}
 PARAM_NAMES = {"saturating": ("E", "A", "alpha"), "power": ("A", "alpha"), "loglinear": ("a", "b")}
+# Parameters positive by construction, whose spread is judged in decades (the log-linear form's
+# intercept and slope may be any sign: a slope whose interval holds 0 is a finding, not a failure).
+POSITIVE = {"saturating": ("E", "A", "alpha"), "power": ("A", "alpha"), "loglinear": ()}
 
 
 @dataclass(frozen=True)
@@ -42,15 +46,18 @@ class Extrapolation:
 @dataclass(frozen=True)
 class FamilyFit:
     family: str
-    budgets: np.ndarray
-    losses: np.ndarray  # best point per budget, as measured
+    budgets: np.ndarray  # nominal budgets
+    losses: np.ndarray  # per budget, the chosen cell's mean error as measured
     best_sizes: tuple[str, ...]
     best_settings: tuple[str, ...]
-    best_selection: np.ndarray  # the selecting (validation) error that chose each best point
+    best_selection: np.ndarray  # the selecting (validation) error that chose each best cell
+    point_flops: np.ndarray  # every trial the laws were fitted to, at its own achieved FLOPs
+    point_losses: np.ndarray  # and its error
     saturating: SaturatingLaw
     power: PowerLaw
     loglinear: LogLinearLaw
     intervals: dict[str, Interval]  # "<form>.<param>" -> percentile interval
+    undetermined: dict[str, tuple[str, ...]]  # form -> why its parameters are not determined (empty: they are)
     scores: tuple[FormScore, ...]
     preferred_by_aic: str
     preferred_by_heldout: str
@@ -85,32 +92,46 @@ def check_budgets(points: Points) -> np.ndarray:
 
 
 def fit_family(points: Points, batch: Batch, level: float) -> FamilyFit:
-    """Fit every form to the best point per budget (chosen on the selecting error in every data
-    set), with bootstrap intervals over runs."""
+    """Fit every form to the trials of the best cell per budget (chosen on the selecting error in
+    every data set), each trial at its own FLOPs, with bootstrap intervals over runs."""
     check_budgets(points)
-    budgets, values, weights, chosen = best_per_budget(points, batch)
-    log_c, log_q = np.log(budgets), np.log(values)
-    valid = (weights > 0).sum(axis=1) >= MIN_BUDGETS
-    params = {form: fit_batch(form, log_c, log_q, weights) for form in FORMS}
+    best = best_per_budget(points, batch)
+    log_c, log_q = np.log(points.flops), np.log(batch.values)
+    valid = best.drawn.sum(axis=1) >= MIN_BUDGETS
+    params = {form: fit_batch(form, log_c, log_q, best.weights) for form in FORMS}
     samples = {form: np.where(valid[1:, None], p[1:], np.nan) for form, p in params.items()}
     intervals = {
         f"{form}.{name}": percentile_interval(samples[form][:, j], level)
         for form in FORMS
         for j, name in enumerate(PARAM_NAMES[form])
     }
-    scores = tuple(_score(form, params[form][0], log_c, log_q[0]) for form in FORMS)
-    extrapolation, note = _extrapolation(budgets, values[0], scores)
+    fitted = best.weights[0] > 0
+    budget_of = np.searchsorted(best.budgets, points.budget[points.cell])
+    scores = tuple(_score(form, params[form][0], log_c[fitted], log_q[0, fitted], budget_of[fitted])
+                   for form in FORMS)
+    extrapolation, note = _extrapolation(best.budgets, best.values[0], scores)
+    lowest = float(points.loss[fitted].min())
+    undetermined = {
+        form: undetermined_reasons(
+            {name: (float(params[form][0, j]), intervals[f"{form}.{name}"]) for j, name in enumerate(PARAM_NAMES[form])},
+            POSITIVE[form], bounds(PARAM_NAMES[form], lowest),
+        )
+        for form in FORMS
+    }
     return FamilyFit(
         family=points.family,
-        budgets=budgets,
-        losses=values[0],
-        best_sizes=tuple(str(points.size[i]) for i in chosen[0]),
-        best_settings=tuple(str(points.setting[i]) for i in chosen[0]),
-        best_selection=batch.selection[0, chosen[0]],
+        budgets=best.budgets,
+        losses=best.values[0],
+        best_sizes=tuple(str(points.size[i]) for i in best.chosen[0]),
+        best_settings=tuple(str(points.setting[i]) for i in best.chosen[0]),
+        best_selection=points.cell_means(batch.selection[:1], batch.weights[:1])[0, best.chosen[0]],
+        point_flops=points.flops[fitted],
+        point_losses=points.loss[fitted],
         saturating=law_from_row("saturating", params["saturating"][0]),
         power=law_from_row("power", params["power"][0]),
         loglinear=law_from_row("loglinear", params["loglinear"][0]),
         intervals=intervals,
+        undetermined=undetermined,
         scores=scores,
         preferred_by_aic=min(scores, key=lambda s: s.aic).form,
         preferred_by_heldout=min(scores, key=lambda s: s.heldout_rmse).form,
@@ -131,20 +152,25 @@ def prediction_band(fit: FamilyFit, form: str, flops: np.ndarray, level: float) 
     return low, high
 
 
-def _score(form: str, row: np.ndarray, log_c: np.ndarray, log_q: np.ndarray) -> FormScore:
-    """AIC from the Gaussian likelihood of log residuals, and leave-one-budget-out errors."""
+def _score(form: str, row: np.ndarray, log_c: np.ndarray, log_q: np.ndarray, budget: np.ndarray) -> FormScore:
+    """AIC from the Gaussian likelihood of the trials' log residuals, and leave-one-budget-out errors
+    (a budget's error: the mean log residual of its trials)."""
     n, k = len(log_c), N_PARAMS[form]
     resid = predict_log(form, row[None], log_c)[0] - log_q
     # A prediction of Q <= 0 (possible for the log-linear form) is an infinitely bad fit.
     resid = np.nan_to_num(resid, nan=np.inf)
     rss = max(float(np.sum(resid**2)), 1e-300)  # noise-free data: AIC tends to -inf, not NaN
     # Fold i leaves budget i out; the last fold is the extrapolation to the largest budget.
-    folds = 1.0 - np.eye(n)
-    fold_params = fit_batch(form, log_c, np.broadcast_to(log_q, (n, n)), folds)
-    heldout = np.array([predict_log(form, fold_params[i : i + 1], log_c[i : i + 1])[0, 0] for i in range(n)]) - log_q
+    budgets = np.unique(budget)
+    folds = (budget[None, :] != budgets[:, None]).astype(float)
+    fold_params = fit_batch(form, log_c, np.broadcast_to(log_q, folds.shape), folds, groups=len(budgets))
+    predicted = predict_log(form, fold_params, log_c)  # (folds, trials)
+    heldout = np.array([np.mean(predicted[i, budget == b] - log_q[budget == b]) for i, b in enumerate(budgets)])
     heldout = np.nan_to_num(heldout, nan=np.inf)
-    predicted_top = predict_value(form, fold_params[-1:], log_c[-1:])[0, 0]
-    extrapolation = predicted_top / np.exp(log_q[-1]) - 1.0 if n > MIN_BUDGETS else np.nan
+    top = budget == budgets[-1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        predicted_top = predict_value(form, fold_params[-1:], log_c[top])[0].mean()
+    extrapolation = predicted_top / np.exp(log_q[top]).mean() - 1.0 if len(budgets) > MIN_BUDGETS else np.nan
     return FormScore(
         form=form,
         n_params=k,

@@ -10,13 +10,24 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.bootstrap import Batch, Interval, Points, percentile_interval
+from analysis.determinacy import bounds, undetermined_reasons
 from analysis.family import MIN_BUDGETS
-from analysis.optimize import fit_power_terms
+from analysis.optimize import StartGrid, fit_power_terms
 from analysis.powerlaw import weighted_line
 from scaling.errors import GrscaleError
 
 MIN_SIZES = 3  # a parabola needs three sizes
 MIN_PARAMETRIC_POINTS = 6
+PARAMETRIC_NAMES = ("E", "A", "alpha", "B", "beta")
+# L(N, D) starts. The point estimate tries a grid as dense as Hoffmann et al.'s: their exponents
+# 0 to 2 by 0.5, E over its range, and the amplitudes over theirs (here they follow from E and a
+# split of the reducible error between the two terms).
+PARAMETRIC_DENSE = StartGrid(
+    e_fractions=(1e-3, 0.25, 0.5, 0.75, 0.95), exponents=(0.0, 0.5, 1.0, 1.5, 2.0),
+    splits=((0.05, 0.95), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25), (0.95, 0.05)),
+)
+PARAMETRIC_COARSE = StartGrid(e_fractions=(1e-3, 0.5, 0.9), exponents=(0.1, 0.3, 0.7),
+                              splits=((0.2, 0.8), (0.5, 0.5), (0.8, 0.2)))
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,7 @@ class Frontier:
     exponent: float
     coefficient: float
     exponent_interval: Interval
+    undetermined: tuple[str, ...]  # why the exponent is not determined (empty: it is)
     n_valid: int
     samples: np.ndarray = field(repr=False)  # (n_resamples, 2): log coefficient, exponent
 
@@ -76,11 +88,19 @@ class ParametricFit:
     family: str
     law: ParametricLaw
     intervals: dict[str, Interval]
+    undetermined: tuple[str, ...]  # why its parameters are not determined (empty: they are)
     n_valid: int
+    samples: np.ndarray = field(repr=False)  # (n_resamples, 5) in PARAMETRIC_NAMES order, NaN rows failed
+
+    @property
+    def optimal_size_exponent(self) -> float:
+        """a in N*(C) ~ C^a: beta / (alpha + beta) (Hoffmann et al., with C proportional to N D)."""
+        return self.law.beta / (self.law.alpha + self.law.beta)
 
 
 def fit_isoflop(points: Points, batch: Batch, level: float) -> IsoflopFit:
-    """Profiles at every budget with at least three sizes, and the frontier through their minima."""
+    """Profiles at every budget with at least three sizes, and the frontier through their minima.
+    A profile's points are its cells: the mean error of each size's seeds, at the size's N."""
     budgets = [c for c in np.unique(points.budget) if np.sum(points.budget == c) >= MIN_SIZES]
     if not budgets:
         most = max(np.sum(points.budget == c) for c in np.unique(points.budget))
@@ -92,11 +112,13 @@ def fit_isoflop(points: Points, batch: Batch, level: float) -> IsoflopFit:
             f"IsoFLOP frontier needs profiles at {MIN_BUDGETS} budgets; family {points.family!r} has "
             f"{len(budgets)} budgets with at least {MIN_SIZES} sizes"
         )
-    u = np.log(points.n_params)
+    n_params = points.cell_n_params
+    u = np.log(n_params)
+    values, weights = points.cell_means(batch.values, batch.weights), points.cell_weights(batch.weights)
     log_opt, loss_opt, coeffs = [], [], []
     for c in budgets:
         idx = np.flatnonzero(points.budget == c)
-        fit = _parabola(u[idx], batch.values[:, idx], batch.weights[:, idx])
+        fit = _parabola(u[idx], np.nan_to_num(values[:, idx], nan=1.0), weights[:, idx])
         log_opt.append(fit[0])
         loss_opt.append(fit[1])
         coeffs.append(fit[2])
@@ -113,8 +135,8 @@ def fit_isoflop(points: Points, batch: Batch, level: float) -> IsoflopFit:
     profiles = tuple(
         IsoflopProfile(
             budget=float(c),
-            n_params=points.n_params[points.budget == c],
-            losses=batch.values[0, points.budget == c],
+            n_params=n_params[points.budget == c],
+            losses=values[0, points.budget == c],
             coeffs=tuple(float(v) for v in coeffs[i][0]),
             n_opt=float(np.exp(log_opt[0, i])),
             loss_opt=float(loss_opt[0, i]),
@@ -122,10 +144,12 @@ def fit_isoflop(points: Points, batch: Batch, level: float) -> IsoflopFit:
         )
         for i, c in enumerate(budgets)
     )
+    interval = percentile_interval(samples[:, 1], level)
     frontier = Frontier(
         exponent=float(slope[0]),
         coefficient=float(np.exp(intercept[0])),
-        exponent_interval=percentile_interval(samples[:, 1], level),
+        exponent_interval=interval,
+        undetermined=undetermined_reasons({"a": (float(slope[0]), interval)}, ("a",), {}),
         n_valid=int(valid[1:].sum()),
         samples=samples,
     )
@@ -133,27 +157,26 @@ def fit_isoflop(points: Points, batch: Batch, level: float) -> IsoflopFit:
 
 
 def fit_parametric(points: Points, batch: Batch, level: float) -> ParametricFit:
-    """Huber + L-BFGS multi-start fit of L(N, D) on every (size, budget) point."""
-    if len(np.unique(points.n_params)) < 2 or len(points.budget) < MIN_PARAMETRIC_POINTS:
+    """Huber + L-BFGS multi-start fit of L(N, D) on every trial, at its own N and tokens D."""
+    sizes, n_cells = len(np.unique(points.size)), points.n_cells
+    if sizes < 2 or n_cells < MIN_PARAMETRIC_POINTS:
         raise GrscaleError(
             f"L(N, D) needs at least 2 sizes and {MIN_PARAMETRIC_POINTS} (size, budget) points; family "
-            f"{points.family!r} has {len(np.unique(points.n_params))} sizes and {len(points.budget)} points"
+            f"{points.family!r} has {sizes} sizes and {n_cells} points"
         )
     logs = np.stack([np.log(points.n_params), np.log(points.tokens)], axis=1)
     ref = logs.mean(axis=0)
-    grid = np.array([0.1, 0.3, 0.7])
-    e, a, alpha, b, beta = fit_power_terms(
-        logs - ref, np.log(batch.values), batch.weights,
-        e_fractions=np.array([1e-3, 0.5, 0.9]), exponents=grid, splits=np.array([[0.2, 0.8], [0.5, 0.5], [0.8, 0.2]]),
-    ).T
+    e, a, alpha, b, beta = fit_power_terms(logs - ref, np.log(batch.values), batch.weights,
+                                           dense=PARAMETRIC_DENSE, coarse=PARAMETRIC_COARSE).T
     with np.errstate(over="ignore"):  # an unidentified resample's A or B overflows to inf: its interval says so
         params = np.stack([np.exp(e), np.exp(a + alpha * ref[0]), alpha, np.exp(b + beta * ref[1]), beta], axis=1)
-    valid = (batch.weights > 0).sum(axis=1) >= MIN_PARAMETRIC_POINTS
-    names = ("E", "A", "alpha", "B", "beta")
-    intervals = {
-        name: percentile_interval(np.where(valid[1:], params[1:, j], np.nan), level) for j, name in enumerate(names)
-    }
-    return ParametricFit(points.family, ParametricLaw(*(float(v) for v in params[0])), intervals, int(valid[1:].sum()))
+    valid = (points.cell_weights(batch.weights) > 0).sum(axis=1) >= MIN_PARAMETRIC_POINTS
+    samples = np.where(valid[1:, None], params[1:], np.nan)
+    intervals = {name: percentile_interval(samples[:, j], level) for j, name in enumerate(PARAMETRIC_NAMES)}
+    estimates = {name: (float(params[0, j]), intervals[name]) for j, name in enumerate(PARAMETRIC_NAMES)}
+    undetermined = undetermined_reasons(estimates, PARAMETRIC_NAMES, bounds(PARAMETRIC_NAMES, float(points.loss.min())))
+    return ParametricFit(points.family, ParametricLaw(*(float(v) for v in params[0])), intervals, undetermined,
+                         int(valid[1:].sum()), samples)
 
 
 def _parabola(u: np.ndarray, values: np.ndarray, weights: np.ndarray):

@@ -8,6 +8,7 @@ line search, so a thousand resamples cost about as much as one fit.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -66,57 +67,91 @@ def logsumexp_terms_objective(
     return fun
 
 
+@dataclass(frozen=True)
+class StartGrid:
+    """Starting points of a multi-start fit: every combination of E (a fraction of the row's
+    smallest error), one exponent per term from `exponents`, and a split of Q - E between the
+    terms (rows of `splits`); each term's amplitude is solved for in log space."""
+
+    e_fractions: tuple[float, ...]
+    exponents: tuple[float, ...]
+    splits: tuple[tuple[float, ...], ...]
+
+
 def fit_power_terms(
     features: np.ndarray,
     log_q: np.ndarray,
     w: np.ndarray,
     *,
-    e_fractions: np.ndarray,
-    exponents: np.ndarray,
-    splits: np.ndarray,
+    dense: StartGrid,
+    coarse: StartGrid,
     n_starts: int = 4,
+    groups: int = 1,
 ) -> np.ndarray:
     """Huber + L-BFGS fit of log Q = log(exp(e) + sum_j exp(c_j - k_j z_j)) for every row.
 
-    features (n, m) are centred log-features shared by all rows; log_q and w are (b, n).
-    Starts: every combination of E (a fraction of the row's smallest Q), exponents (one
-    value per term from `exponents`) and a split of Q - E between the terms (rows of
-    `splits`), each term's amplitude solved for in log space; L-BFGS then runs from the
-    `n_starts` best (see RACE_ITERATIONS). Returns (b, 1 + 2m) parameters.
+    features (n, m) are centred log-features shared by all rows; log_q and w are (b, n), in
+    `groups` equal blocks, each a data set as measured (its first row) and its resamples. A
+    block's first row runs to convergence from every start of `dense` and keeps the best
+    optimum found: the point estimate. Every other row starts from the `n_starts` best of
+    `coarse` and from its block's point estimate; after a short race (see RACE_ITERATIONS) its
+    leader runs to convergence, so a resample reaches the point estimate's basin wherever that
+    is its best. Returns (b, 1 + 2m) parameters.
     """
     b, n = log_q.shape
     m = features.shape[1]
+    per = b // groups
+    heads = np.arange(groups) * per
+    rest = np.setdiff1d(np.arange(b), heads)
+    z = np.broadcast_to(features[None], (b, n, m))
+
+    def objective(rows: np.ndarray, repeat: int):
+        return logsumexp_terms_objective(*(np.repeat(a[rows], repeat, axis=0) for a in (z, log_q, w)))
+
+    starts = _grid_starts(features, log_q[heads], w[heads], dense)  # (groups, n_dense, k)
+    n_dense, k = starts.shape[1:]
+    sol, loss = lbfgs_batch(objective(heads, n_dense), starts.reshape(-1, k))
+    loss = np.where(np.isfinite(loss), loss, np.inf).reshape(groups, n_dense)
+    points = sol.reshape(groups, -1, k)[np.arange(groups), loss.argmin(axis=1)]
+    points[~np.isfinite(loss).any(axis=1)] = np.nan
+    out = np.empty((b, k))
+    out[heads] = points
+    if rest.size == 0:
+        return out
+    grid = _grid_starts(features, log_q[rest], w[rest], coarse)  # (rest, n_grid, k)
+    n_grid = grid.shape[1]
+    grid_loss, _ = objective(rest, n_grid)(grid.reshape(-1, k), np.arange(rest.size * n_grid))
+    grid_loss = np.where(np.isfinite(grid_loss), grid_loss, np.inf).reshape(rest.size, n_grid)
+    best = np.argsort(grid_loss, axis=1)[:, :n_starts]
+    own_point = np.nan_to_num(points[rest // per])[:, None, :]
+    x0 = np.concatenate([np.take_along_axis(grid, best[:, :, None], axis=1), own_point], axis=1)
+    tries = x0.shape[1]
+    # A short race between the starts, then only each problem's leader runs to convergence:
+    # starts heading for a worse minimum (often E -> 0, reached only at infinity) stop early.
+    sol, loss = lbfgs_batch(objective(rest, tries), x0.reshape(-1, k), max_iter=RACE_ITERATIONS)
+    loss = np.where(np.isfinite(loss), loss, np.inf).reshape(rest.size, tries)
+    leader = sol.reshape(rest.size, tries, k)[np.arange(rest.size), loss.argmin(axis=1)]
+    out[rest] = lbfgs_batch(objective(rest, 1), leader)[0]
+    return out
+
+
+def _grid_starts(features: np.ndarray, log_q: np.ndarray, w: np.ndarray, grid: StartGrid) -> np.ndarray:
+    """Every start of `grid` for every row: (b, n_grid, 1 + 2m)."""
+    b, m = log_q.shape[0], features.shape[1]
     q = np.exp(log_q)
     q_min = np.where(w > 0, q, np.inf).min(axis=1)
     wsum = w.sum(axis=1)
     starts = []
-    for frac, ks, split in itertools.product(e_fractions, itertools.product(exponents, repeat=m), splits):
+    for frac, ks, split in itertools.product(grid.e_fractions, itertools.product(grid.exponents, repeat=m),
+                                             grid.splits):
         e = np.log(frac * q_min)
         log_gap = np.log(np.maximum(q - frac * q_min[:, None], 1e-300))
         row = [e]
         for j in range(m):
-            amp = np.log(split[j]) + ((log_gap + ks[j] * features[:, j]) * w).sum(axis=1) / wsum
+            amp = np.log(split[j]) + np.where(w > 0, (log_gap + ks[j] * features[:, j]) * w, 0.0).sum(axis=1) / wsum
             row += [amp, np.full(b, ks[j])]
         starts.append(np.stack(row, axis=1))
-    grid = np.stack(starts, axis=1)  # (b, n_grid, k)
-    n_grid, k = grid.shape[1:]
-    z = np.broadcast_to(features[None], (b, n, m))
-
-    def objective(repeat: int):
-        return logsumexp_terms_objective(
-            np.repeat(z, repeat, axis=0), np.repeat(log_q, repeat, axis=0), np.repeat(w, repeat, axis=0)
-        )
-
-    grid_loss, _ = objective(n_grid)(grid.reshape(-1, k), np.arange(b * n_grid))
-    grid_loss = np.where(np.isfinite(grid_loss), grid_loss, np.inf).reshape(b, n_grid)
-    best = np.argsort(grid_loss, axis=1)[:, :n_starts]
-    x0 = np.take_along_axis(grid, best[:, :, None], axis=1).reshape(-1, k)
-    # A short race between the starts, then only each problem's leader runs to convergence:
-    # starts heading for a worse minimum (often E -> 0, reached only at infinity) stop early.
-    sol, loss = lbfgs_batch(objective(n_starts), x0, max_iter=RACE_ITERATIONS)
-    loss = np.where(np.isfinite(loss), loss, np.inf).reshape(b, n_starts)
-    leader = sol.reshape(b, n_starts, k)[np.arange(b), loss.argmin(axis=1)]
-    return lbfgs_batch(objective(1), leader)[0]
+    return np.stack(starts, axis=1)
 
 
 def lbfgs_batch(

@@ -47,6 +47,8 @@ def report_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         "model_selection": tables.selection_table(result),
         "isoflop": tables.isoflop_table(result),
         "compute_multiplier": tables.multiplier_table(result),
+        "not_determined": tables.undetermined_table(result),
+        "compute_optimal_size_by_approach": tables.approaches_table(result),
         "refusals": tables.refusal_table(result),
         "trials": tables.trials_for_report(result),
         "budget_missed": tables.budget_miss_table(result),
@@ -129,16 +131,23 @@ def _family_line(family: str, fit: FamilyFit) -> str:
     aic = sorted(fit.scores, key=lambda s: s.aic)
     line = (
         f"**{family}**: Q = E + A C^-alpha with alpha = {ci(law.alpha, fit.exponent_interval('saturating'))}, "
-        f"E = {ci(law.E, fit.intervals['saturating.E'])}; pure power-law exponent "
-        f"{ci(fit.power.alpha, fit.exponent_interval('power'))}. AIC prefers the {aic[0].form} form "
-        f"(by {fmt(aic[1].aic - aic[0].aic)} over {aic[1].form}); leave-one-budget-out error prefers "
-        f"{fit.preferred_by_heldout}. Bootstrap: {fit.n_valid}/{fit.n_resamples} resamples fitted ({fit.scheme})."
+        f"E = {ci(law.E, fit.intervals['saturating.E'])}{_shaky(fit, 'saturating')}; pure power-law exponent "
+        f"{ci(fit.power.alpha, fit.exponent_interval('power'))}{_shaky(fit, 'power')}. AIC prefers the "
+        f"{aic[0].form} form{_shaky(fit, aic[0].form)} (by {fmt(aic[1].aic - aic[0].aic)} over {aic[1].form}); "
+        f"leave-one-budget-out error prefers {fit.preferred_by_heldout}{_shaky(fit, fit.preferred_by_heldout)}. "
+        f"Each trial is a point at its own achieved FLOPs. Bootstrap: {fit.n_valid}/{fit.n_resamples} resamples "
+        f"fitted ({fit.scheme})."
     )
     if fit.extrapolation is not None:
         ex = fit.extrapolation
         line += (f" Extrapolation check: fitted without C = {fmt(ex.budget)}, the law predicts it with relative "
                  f"error {ex.relative_error:+.1%}.")
     return line
+
+
+def _shaky(fit: FamilyFit, form: str) -> str:
+    """A mark after a law the data do not determine (the reasons are listed under what is not supported)."""
+    return " (**not determined**)" if fit.undetermined[form] else ""
 
 
 def _supported(result: StudyResult, pct: str) -> list[str]:
@@ -149,7 +158,14 @@ def _supported(result: StudyResult, pct: str) -> list[str]:
                      f"from {len(iso.profiles)} IsoFLOP profiles.")
     for family, par in sorted(result.parametric.items()):
         items.append(f"**{family}** L(N, D) = E + A/N^alpha + B/D^beta: alpha = {ci(par.law.alpha, par.intervals['alpha'])}, "
-                     f"beta = {ci(par.law.beta, par.intervals['beta'])}, E = {ci(par.law.E, par.intervals['E'])}.")
+                     f"beta = {ci(par.law.beta, par.intervals['beta'])}, E = {ci(par.law.E, par.intervals['E'])}"
+                     f"{' (**not determined**)' if par.undetermined else ''}.")
+    for family, dc in sorted(result.data_constrained.items()):
+        items.append(f"**{family}** data-constrained L(N, D') ({dc.n_past_limit} trials past 4 epochs): repeated data "
+                     f"keeps most of its value for R* = {ci(dc.r_star, dc.r_star_interval)} repetitions; beta = "
+                     f"{ci(dc.law.beta, dc.intervals['beta'])}{' (**not determined**)' if dc.undetermined else ''}.")
+    for family, agreement in sorted(result.approaches.items()):
+        items.append(f"**{family}** {agreement.summary}.")
     cmp = result.comparison
     if cmp is not None:
         a, b = cmp.family_a, cmp.family_b
@@ -157,6 +173,9 @@ def _supported(result: StudyResult, pct: str) -> list[str]:
                      f"{cmp.crossover.summary} ({cmp.crossover.bootstrap_share_in_range:.0%} of bootstrap pairs cross "
                      "inside the measured range).")
         items.append(multiplier_sentence(a, b, cmp.multipliers[-1], pct))
+        if cmp.caveats:
+            items.append(f"**The {a} vs {b} comparison rests on a fit the data do not determine**: "
+                         f"{'; '.join(cmp.caveats)}.")
         p = cmp.plateau
         verdict = ("includes 0: a plateau cannot be ruled out" if p.includes_zero
                    else "excludes 0: it still improves with compute")
@@ -179,6 +198,7 @@ def _unsupported(result: StudyResult) -> list[str]:
     items = [f"{r.family} {r.analysis}: not fitted: {r.message}." for r in result.refusals]
     items += [f"{c.family} {c.size} at C = {fmt(c.budget)}: the chosen {c.chosen} is {EDGE_NOTE}."
               for c in result.settings if c.at_edge]
+    items += [f"{r.family} {r.fit}: **not determined**: {r.why}." for r in tables.undetermined_table(result).itertuples()]
     for family, fit in sorted(result.fits.items()):
         ex = fit.extrapolation
         if ex is None:

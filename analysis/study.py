@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, family_points, resample
+from analysis.approaches import ApproachComparison, compare_approaches, envelope_exponent
 from analysis.compare import Comparison, compare, default_pair
+from analysis.data_constrained import DataConstrainedFit, fit_data_constrained
 from analysis.family import FamilyFit, fit_family
 from analysis.isoflop import IsoflopFit, ParametricFit, fit_isoflop, fit_parametric
 from analysis.results import Metric, choose_metric, trial_table
@@ -41,6 +43,8 @@ class StudyResult:
     fits: dict[str, FamilyFit]
     isoflop: dict[str, IsoflopFit]
     parametric: dict[str, ParametricFit]
+    data_constrained: dict[str, DataConstrainedFit]
+    approaches: dict[str, ApproachComparison]  # Chinchilla's three approaches, where two or more were possible
     comparison: Comparison | None
     refusals: tuple[Refusal, ...]
     trials: pd.DataFrame = field(repr=False)
@@ -78,7 +82,7 @@ def analyze(
         raise GrscaleError(f"family {', '.join(unknown)} not in the table; it has {', '.join(present)}")
     policy = selection_policy(trials[trials["family"].isin(families)], chosen, select_on)
     trials, settings = choose_settings(trials, chosen, policy)
-    fits, isoflop, parametric, refusals = {}, {}, {}, []
+    fits, isoflop, parametric, constrained, approaches, refusals = {}, {}, {}, {}, {}, []
     for family in families:
         # One generator per family, so a family's intervals do not depend on which others run.
         rng = np.random.default_rng([seed, zlib.crc32(family.encode())])
@@ -88,15 +92,21 @@ def analyze(
             refusals.append(Refusal(family, "all", str(error)))
             continue
         batch = resample(points, n_resamples, rng)
+        envelope = {}
         for name, fitter, store in (
             ("quality vs compute", fit_family, fits),
             ("IsoFLOP", fit_isoflop, isoflop),
             ("L(N, D)", fit_parametric, parametric),
+            ("data-constrained L(N, D')", fit_data_constrained, constrained),
+            ("envelope", envelope_exponent, envelope),
         ):
             try:
                 store[family] = fitter(points, batch, level)
             except GrscaleError as error:
                 refusals.append(Refusal(family, name, str(error)))
+        agreement = compare_approaches(family, envelope.get(family), isoflop.get(family), parametric.get(family), level)
+        if agreement is not None:
+            approaches[family] = agreement
     comparison = None
     pair = default_pair(families)
     if pair is not None:
@@ -109,7 +119,7 @@ def analyze(
     return StudyResult(
         sweep=",".join(sweeps), metric=chosen, level=level, n_resamples=n_resamples, seed=seed, selection=policy,
         settings=tuple(c for c in settings if c.family in families), fits=fits, isoflop=isoflop,
-        parametric=parametric, comparison=comparison, refusals=tuple(refusals), trials=trials,
+        parametric=parametric, data_constrained=constrained, approaches=approaches, comparison=comparison, refusals=tuple(refusals), trials=trials,
     )
 
 

@@ -21,6 +21,8 @@ EPOCHS_MARK = f"past {MANY_EPOCHS:g} epochs"
 
 CURVE_POINTS = 200  # per fitted curve, log-spaced
 
+PARAMETRIC_TEXT = "L = E + A/N^alpha + B/D^beta"
+CONSTRAINED_TEXT = "L = E + A/N^alpha + B/D'^beta (data-constrained)"
 LAW_TEXT = {
     "saturating": "Q = E + A C^-alpha",
     "power": "Q = A C^-alpha",
@@ -127,7 +129,12 @@ def parameter_table(result: StudyResult) -> pd.DataFrame:
     for family, par in sorted(result.parametric.items()):
         law = dataclasses.asdict(par.law)
         for name, interval in par.intervals.items():
-            add(family, "L = E + A/N^alpha + B/D^beta", name, law[name], interval)
+            add(family, PARAMETRIC_TEXT, name, law[name], interval)
+    for family, dc in sorted(result.data_constrained.items()):
+        law = dataclasses.asdict(dc.law)
+        for name, interval in dc.intervals.items():
+            add(family, CONSTRAINED_TEXT, name, law[name], interval)
+        add(family, CONSTRAINED_TEXT, "R*", dc.r_star, dc.r_star_interval)
     return pd.DataFrame(rows, columns=["family", "fit", "parameter", "value", "low", "high"])
 
 
@@ -175,6 +182,26 @@ def trials_for_report(result: StudyResult) -> pd.DataFrame:
         "peak_lr": t.get("peak_lr", nan), "status": t["status"], result.metric.validation: t["validation"],
         result.metric.name: t["value"], "used": t["chosen"], "reason": t["note"],
     })
+
+
+def undetermined_table(result: StudyResult) -> pd.DataFrame:
+    """Every fit the data do not determine, and why (analysis.determinacy)."""
+    rows = [dict(family=family, fit=LAW_TEXT[form], why="; ".join(reasons))
+            for family, fit in sorted(result.fits.items()) for form, reasons in fit.undetermined.items() if reasons]
+    rows += [dict(family=family, fit="N*(C) = k C^a (IsoFLOP)", why="; ".join(iso.frontier.undetermined))
+             for family, iso in sorted(result.isoflop.items()) if iso.frontier.undetermined]
+    rows += [dict(family=family, fit=fit_name, why="; ".join(par.undetermined))
+             for fit_name, fits in ((PARAMETRIC_TEXT, result.parametric), (CONSTRAINED_TEXT, result.data_constrained))
+             for family, par in sorted(fits.items()) if par.undetermined]
+    return pd.DataFrame(rows, columns=["family", "fit", "why"])
+
+
+def approaches_table(result: StudyResult) -> pd.DataFrame:
+    """Chinchilla's approaches to N*(C) ~ C^a side by side, per family."""
+    rows = [dict(family=family, approach=e.approach, a=e.exponent, low=e.interval.low, high=e.interval.high,
+                 determined=not e.undetermined, agree=cmp.agree)
+            for family, cmp in sorted(result.approaches.items()) for e in cmp.estimates]
+    return pd.DataFrame(rows, columns=["family", "approach", "a", "low", "high", "determined", "agree"])
 
 
 def refusal_table(result: StudyResult) -> pd.DataFrame:

@@ -28,7 +28,8 @@ def isoflop_sweep(spread: float = 0.6, centre_shift: float = 0.0, **kwargs) -> p
 
 def test_frontier_exponent_and_parametric_law_recovered():
     result = analyze(isoflop_sweep(), n_resamples=20)
-    assert not result.refusals
+    # Everything is fitted but the data-constrained law, which needs epochs this table lacks.
+    assert [r.analysis for r in result.refusals] == ["data-constrained L(N, D')"]
     frontier = result.isoflop["hstu"].frontier
     assert frontier.exponent == pytest.approx(LAW["beta"] / (LAW["alpha"] + LAW["beta"]), abs=0.01)
     for profile in result.isoflop["hstu"].profiles:

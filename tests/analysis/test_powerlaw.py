@@ -43,8 +43,9 @@ def test_interval_covers_true_alpha_in_most_noisy_draws():
     # Every draw has the same design (one size), so one best_per_budget and one fit serve them all.
     points = family_points(trials, "hstu")
     stacked = np.concatenate(values)
-    budgets, v, w, _ = best_per_budget(points, Batch(stacked, stacked, np.concatenate(weights), batch.scheme))
-    alphas = fit_batch("saturating", np.log(budgets), np.log(v), w)[:, 2].reshape(draws, n_resamples + 1)
+    best = best_per_budget(points, Batch(stacked, stacked, np.concatenate(weights), batch.scheme))
+    alphas = fit_batch("saturating", np.log(points.flops), np.log(stacked), best.weights,
+                       groups=draws)[:, 2].reshape(draws, n_resamples + 1)
     covered = sum(percentile_interval(alphas[d, 1:], 0.9).contains(ALPHA) for d in range(draws))
     assert covered >= 40, f"90% intervals covered the true alpha in only {covered}/50 draws"
 

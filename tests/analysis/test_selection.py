@@ -72,23 +72,33 @@ def test_best_size_per_budget_is_chosen_on_validation():
 
 
 def test_bootstrap_redoes_the_size_choice_on_resampled_validation_pairs():
-    # Two sizes at one budget: "s" wins on its measured validation mean (1.075 < 1.1), but a resample
-    # drawing its second seed twice (validation 1.25) hands the budget to "l".
+    # Two sizes at one budget, two seeds each: "s" wins on its measured validation mean (1.075 < 1.1).
+    # A resample redraws every trial as its cell's mean plus a pooled (validation, test) residual
+    # pair; where s's redrawn validation mean exceeds l's, the budget goes to "l".
     points = Points(
         family="hstu", size=np.array(["s", "l"], dtype=object), budget=np.array([1e13, 1e13]),
-        setting=np.array(["one setting"] * 2, dtype=object), n_params=np.array([1e6, 1e8]),
-        tokens=np.array([1e6, 1e4]), replicates=(np.array([4.0, 6.0]), np.array([3.0, 3.0])),
-        selection=(np.array([0.9, 1.25]), np.array([1.1, 1.1])),
+        setting=np.array(["one setting"] * 2, dtype=object), cell=np.array([0, 0, 1, 1]), flops=np.full(4, 1e13),
+        tokens=np.array([1e6, 1e6, 1e4, 1e4]), n_params=np.array([1e6, 1e6, 1e8, 1e8]), epochs=np.full(4, np.nan),
+        loss=np.array([4.0, 6.0, 3.0, 3.0]), selection=np.array([0.9, 1.25, 1.1, 1.1]),
     )
     batch = resample(points, 400, np.random.default_rng(0))
-    # Each seed's (validation, test) pair is drawn together: the resampled means move in step.
-    np.testing.assert_allclose(batch.values[:, 0] - 5.0, (2.0 / 0.35) * (batch.selection[:, 0] - 1.075), atol=1e-12)
-    _, values, _, chosen = best_per_budget(points, batch)
-    assert chosen[0, 0] == 0 and values[0, 0] == 5.0  # row 0: the data as measured
-    picks_l = batch.selection[1:, 0] > 1.1
+    assert "residual bootstrap" in batch.scheme
+    # Each trial's pair is one pooled trial's: the log residuals from the cell means move in step.
+    mean_v = np.log([24**0.5, 24**0.5, 3.0, 3.0])
+    mean_s = np.log([(0.9 * 1.25) ** 0.5, (0.9 * 1.25) ** 0.5, 1.1, 1.1])
+    ratio = np.log(4.0 / 24**0.5) / np.log(0.9 / (0.9 * 1.25) ** 0.5)
+    np.testing.assert_allclose(np.log(batch.values[1:]) - mean_v, ratio * (np.log(batch.selection[1:]) - mean_s),
+                               atol=1e-12)
+    # Residuals of a 2-seed cell are widened by sqrt(2): the noise, not its spread about the mean.
+    assert np.abs(np.log(batch.values[1:]) - mean_v).max() == pytest.approx(np.sqrt(2) * np.log(24**0.5 / 4))
+    best = best_per_budget(points, batch)
+    assert best.chosen[0, 0] == 0 and best.values[0, 0] == 5.0  # row 0: the data as measured
+    picks_l = batch.selection[1:, 2:].mean(axis=1) < batch.selection[1:, :2].mean(axis=1)
     assert 0 < picks_l.sum() < 400
-    np.testing.assert_array_equal(chosen[1:, 0], np.where(picks_l, 1, 0))
-    np.testing.assert_array_equal(values[1:, 0], np.where(picks_l, 3.0, batch.values[1:, 0]))
+    np.testing.assert_array_equal(best.chosen[1:, 0], np.where(picks_l, 1, 0))
+    chosen_values = np.where(picks_l, batch.values[1:, 2:].mean(axis=1), batch.values[1:, :2].mean(axis=1))
+    np.testing.assert_allclose(best.values[1:, 0], chosen_values)
+    np.testing.assert_array_equal(best.weights[1:] > 0, np.where(picks_l[:, None], [0, 0, 1, 1], [1, 1, 0, 0]) > 0)
 
 
 def test_validation_value_is_taken_at_the_best_step():

@@ -1,0 +1,88 @@
+"""Repeated data is worth less than fresh past about 4 epochs (Muennighoff et al. 2023,
+"Scaling data-constrained language models"): the data-constrained law
+
+    L(N, D') = E + A / N^alpha + B / D'^beta,   D' = U + U R* (1 - exp(-R / R*)),
+
+with U the unique training examples a trial saw (tokens / epochs), R = epochs - 1 its
+repetitions and R* the number of repetitions at which repeated data has lost most of its
+value. R* is fitted by profiling: the L(N, D') fit is made at every value of R_STAR_GRID and,
+in every data set, the best is kept, so R*'s interval comes from the same bootstrap as the rest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.bootstrap import Batch, Interval, Points, percentile_interval
+from analysis.determinacy import bounds, undetermined_reasons
+from analysis.isoflop import MIN_PARAMETRIC_POINTS, PARAMETRIC_COARSE, PARAMETRIC_NAMES, ParametricLaw
+from analysis.optimize import fit_power_terms, logsumexp_terms_objective
+from scaling.errors import GrscaleError
+
+EPOCH_LIMIT = 4.0
+R_STAR_GRID = np.geomspace(0.5, 100.0, 9)
+
+
+@dataclass(frozen=True)
+class DataConstrainedFit:
+    family: str
+    law: ParametricLaw  # in effective data D'
+    r_star: float
+    r_star_interval: Interval
+    intervals: dict[str, Interval]
+    undetermined: tuple[str, ...]
+    n_past_limit: int  # trials past EPOCH_LIMIT epochs
+    n_valid: int
+
+
+def effective_tokens(tokens: np.ndarray, epochs: np.ndarray, r_star: float) -> np.ndarray:
+    """D': the tokens a trial saw, with repetitions beyond the first pass discounted."""
+    passes = np.maximum(epochs, 1.0)
+    unique = tokens / passes
+    return unique + unique * r_star * (1.0 - np.exp(-(passes - 1.0) / r_star))
+
+
+def fit_data_constrained(points: Points, batch: Batch, level: float) -> DataConstrainedFit:
+    """The data-constrained law, where the family has trials on both sides of EPOCH_LIMIT."""
+    epochs = points.epochs
+    missing = int((~np.isfinite(epochs)).sum())
+    if missing:
+        raise GrscaleError(f"the data-constrained law needs each trial's epochs; {missing} trials of family "
+                           f"{points.family!r} have none recorded")
+    past = int((epochs > EPOCH_LIMIT).sum())
+    if past == 0 or past == len(epochs):
+        raise GrscaleError(f"the data-constrained law needs trials on both sides of {EPOCH_LIMIT:g} epochs; family "
+                           f"{points.family!r} has {past} of {len(epochs)} past it")
+    sizes = len(np.unique(points.size))
+    if sizes < 2 or points.n_cells < MIN_PARAMETRIC_POINTS:
+        raise GrscaleError(f"the data-constrained law needs at least 2 sizes and {MIN_PARAMETRIC_POINTS} (size, "
+                           f"budget) points; family {points.family!r} has {sizes} sizes and {points.n_cells} points")
+    log_q, w = np.log(batch.values), batch.weights
+    rows = np.arange(len(log_q))
+    fits, losses = [], []
+    for r_star in R_STAR_GRID:
+        logs = np.stack([np.log(points.n_params), np.log(effective_tokens(points.tokens, epochs, r_star))], axis=1)
+        ref = logs.mean(axis=0)
+        centred = logs - ref
+        raw = fit_power_terms(centred, log_q, w, dense=PARAMETRIC_COARSE, coarse=PARAMETRIC_COARSE)
+        loss, _ = logsumexp_terms_objective(np.broadcast_to(centred, (len(rows),) + centred.shape), log_q, w)(raw, rows)
+        e, a, alpha, b, beta = raw.T
+        with np.errstate(over="ignore"):
+            fits.append(np.stack([np.exp(e), np.exp(a + alpha * ref[0]), alpha, np.exp(b + beta * ref[1]), beta], axis=1))
+        losses.append(np.where(np.isfinite(loss), loss, np.inf))
+    pick = np.argmin(np.array(losses), axis=0)  # per data set, the best R*
+    params = np.array(fits)[pick, rows]
+    r_star = R_STAR_GRID[pick].astype(float)
+    valid = (points.cell_weights(w)[1:] > 0).sum(axis=1) >= MIN_PARAMETRIC_POINTS
+    samples = np.where(valid[:, None], params[1:], np.nan)
+    intervals = {name: percentile_interval(samples[:, j], level) for j, name in enumerate(PARAMETRIC_NAMES)}
+    r_interval = percentile_interval(np.where(valid, r_star[1:], np.nan), level)
+    estimates = {name: (float(params[0, j]), intervals[name]) for j, name in enumerate(PARAMETRIC_NAMES)}
+    estimates["R*"] = (float(r_star[0]), r_interval)
+    limits = bounds(PARAMETRIC_NAMES, float(points.loss.min()))
+    limits["R*"] = (R_STAR_GRID[0], R_STAR_GRID[-1], f"the edge of its grid {R_STAR_GRID[0]:g} to {R_STAR_GRID[-1]:g}")
+    # R* at a grid end is caught by its limits; its interval's width in decades says little on a grid.
+    undetermined = undetermined_reasons(estimates, PARAMETRIC_NAMES, limits)
+    return DataConstrainedFit(points.family, ParametricLaw(*(float(v) for v in params[0])), float(r_star[0]),
+                              r_interval, intervals, undetermined, past, int(valid.sum()))

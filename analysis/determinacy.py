@@ -1,0 +1,56 @@
+"""Whether the data determine a fit's parameters, and, where they do not, why in words.
+
+A positive parameter is not determined when its bootstrap interval spans more than a decade
+(or reaches 0 or infinity); any parameter is not determined when its point estimate sits at a
+bound of what the fit can express: an asymptote E driven to 0 (the data show no floor), an
+exponent at 0 or beyond MAX_EXPONENT. A fit with one such parameter is reported as "not
+determined", and every conclusion drawn from it says so.
+"""
+from __future__ import annotations
+
+import math
+
+from analysis.bootstrap import Interval
+
+MAX_DECADES = 1.0
+MAX_EXPONENT = 5.0
+MIN_EXPONENT = 1e-3
+FLOOR_FRACTION = 1e-3  # an asymptote below this share of the lowest observed error is at its bound 0
+EXPONENTS = ("alpha", "beta")
+
+
+def bounds(names: tuple[str, ...], lowest_error: float) -> dict[str, tuple[float, float, str]]:
+    """The bounds each named parameter can sit at: (low, high, what the bound means)."""
+    out = {}
+    for name in names:
+        if name == "E":
+            out[name] = (FLOOR_FRACTION * lowest_error, math.inf, "0: the data show no floor")
+        elif name in EXPONENTS:
+            out[name] = (MIN_EXPONENT, MAX_EXPONENT, f"0 or above {MAX_EXPONENT:g}")
+    return out
+
+
+def undetermined_reasons(
+    params: dict[str, tuple[float, Interval]],
+    positive: tuple[str, ...],
+    limits: dict[str, tuple[float, float, str]],
+) -> tuple[str, ...]:
+    """Why the parameters (name -> (estimate, interval)) are not determined; empty if they are."""
+    reasons = []
+    for name, (value, interval) in params.items():
+        if name in limits:
+            low, high, meaning = limits[name]
+            if not low < value < high:
+                reasons.append(f"{name} = {value:.3g} is at its bound ({meaning})")
+                continue
+        if name not in positive:
+            continue
+        if math.isnan(interval.low) or math.isnan(interval.high):
+            reasons.append(f"{name} has no interval: no bootstrap resample could be fitted")
+        elif interval.low <= 0 or math.isinf(interval.high):
+            reasons.append(f"{name}'s interval [{interval.low:.3g}, {interval.high:.3g}] reaches "
+                           f"{'0' if interval.low <= 0 else 'infinity'}")
+        elif math.log10(interval.high / interval.low) > MAX_DECADES:
+            reasons.append(f"{name}'s interval [{interval.low:.3g}, {interval.high:.3g}] spans "
+                           f"{math.log10(interval.high / interval.low):.1f} decades")
+    return tuple(reasons)
