@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.bootstrap import Batch, Interval, Points, percentile_interval
-from analysis.determinacy import bounds, undetermined_reasons
-from analysis.isoflop import MIN_PARAMETRIC_POINTS, PARAMETRIC_COARSE, PARAMETRIC_NAMES, ParametricLaw
+from analysis.determinacy import bounds, judged_at_the_data, undetermined_reasons
+from analysis.isoflop import (
+    MIN_PARAMETRIC_POINTS, PARAMETRIC_COARSE, PARAMETRIC_NAMES, ParametricLaw, parametric_amplitudes,
+)
 from analysis.optimize import fit_power_terms, logsumexp_terms_objective
 from scaling.errors import GrscaleError
 
@@ -78,7 +80,8 @@ def fit_data_constrained(points: Points, batch: Batch, level: float) -> DataCons
     samples = np.where(valid[:, None], params[1:], np.nan)
     intervals = {name: percentile_interval(samples[:, j], level) for j, name in enumerate(PARAMETRIC_NAMES)}
     r_interval = percentile_interval(np.where(valid, r_star[1:], np.nan), level)
-    estimates = {name: (float(params[0, j]), intervals[name]) for j, name in enumerate(PARAMETRIC_NAMES)}
+    centre = np.array([np.log(points.n_params).mean(), np.log(points.tokens).mean()])
+    estimates = judged_at_the_data(PARAMETRIC_NAMES, params[0], samples, intervals, parametric_amplitudes(centre))
     estimates["R*"] = (float(r_star[0]), r_interval)
     limits = bounds(PARAMETRIC_NAMES, float(points.loss.min()))
     limits["R*"] = (R_STAR_GRID[0], R_STAR_GRID[-1], f"the edge of its grid {R_STAR_GRID[0]:g} to {R_STAR_GRID[-1]:g}")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 
-from analysis.bootstrap import Interval
+import numpy as np
+
+from analysis.bootstrap import Interval, percentile_interval
 
 MAX_DECADES = 1.0
 MAX_EXPONENT = 5.0
@@ -43,7 +45,7 @@ def undetermined_reasons(
             if not low < value < high:
                 reasons.append(f"{name} = {value:.3g} is at its bound ({meaning})")
                 continue
-        if name not in positive:
+        if name.split(" ")[0] not in positive:
             continue
         if math.isnan(interval.low) or math.isnan(interval.high):
             reasons.append(f"{name} has no interval: no bootstrap resample could be fitted")
@@ -54,3 +56,31 @@ def undetermined_reasons(
             reasons.append(f"{name}'s interval [{interval.low:.3g}, {interval.high:.3g}] spans "
                            f"{math.log10(interval.high / interval.low):.1f} decades")
     return tuple(reasons)
+
+
+def judged_at_the_data(
+    names: tuple[str, ...],
+    point: np.ndarray,
+    samples: np.ndarray,
+    intervals: dict[str, Interval],
+    amplitudes: dict[str, tuple[str, str, float]],
+) -> dict[str, tuple[float, Interval]]:
+    """Each parameter's estimate and interval as determinacy judges them.
+
+    An amplitude such as A in A C^-alpha is the term's value at C = 1, an extrapolation many
+    decades outside the data that inherits every uncertainty of the exponent; the data constrain
+    the term where they are. So an amplitude is judged as its term at the data's centre:
+    `amplitudes` maps its name to (its exponent's name, the variable's symbol, the centre's log).
+    `point` (k,) and `samples` (n, k) hold the parameters in `names` order.
+    """
+    out = {name: (float(point[j]), intervals[name]) for j, name in enumerate(names)}
+    level = next(iter(intervals.values())).level
+    for name, (exponent, symbol, log_ref) in amplitudes.items():
+        j, k = names.index(name), names.index(exponent)
+        with np.errstate(over="ignore", invalid="ignore"):
+            term = samples[:, j] * np.exp(-samples[:, k] * log_ref)
+            value = float(point[j] * np.exp(-point[k] * log_ref))
+        label = f"{name} (as {name} {symbol}^-{exponent} at {symbol} = {np.exp(log_ref):.3g})"
+        del out[name]
+        out[label] = (value, percentile_interval(term, level))
+    return out

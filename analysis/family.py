@@ -11,7 +11,7 @@ from analysis.powerlaw import (
     FORMS, LogLinearLaw, PowerLaw, SaturatingLaw, exponent_index, fit_batch, law_from_row, predict_log,
     predict_value,
 )
-from analysis.determinacy import bounds, undetermined_reasons
+from analysis.determinacy import bounds, judged_at_the_data, undetermined_reasons
 from scaling.errors import GrscaleError
 
 MIN_BUDGETS = 4
@@ -110,14 +110,14 @@ def fit_family(points: Points, batch: Batch, level: float) -> FamilyFit:
     scores = tuple(_score(form, params[form][0], log_c[fitted], log_q[0, fitted], budget_of[fitted])
                    for form in FORMS)
     extrapolation, note = _extrapolation(best.budgets, best.values[0], scores)
-    lowest = float(points.loss[fitted].min())
-    undetermined = {
-        form: undetermined_reasons(
-            {name: (float(params[form][0, j]), intervals[f"{form}.{name}"]) for j, name in enumerate(PARAM_NAMES[form])},
-            POSITIVE[form], bounds(PARAM_NAMES[form], lowest),
-        )
-        for form in FORMS
-    }
+    lowest, centre = float(points.loss[fitted].min()), float(log_c[fitted].mean())
+    undetermined = {}
+    for form in FORMS:
+        names = PARAM_NAMES[form]
+        own = {name: intervals[f"{form}.{name}"] for name in names}
+        amplitude = {"A": ("alpha", "C", centre)} if "A" in names else {}
+        judged = judged_at_the_data(names, params[form][0], samples[form], own, amplitude)
+        undetermined[form] = undetermined_reasons(judged, POSITIVE[form], bounds(names, lowest))
     return FamilyFit(
         family=points.family,
         budgets=best.budgets,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.bootstrap import Batch, Interval, Points, percentile_interval
-from analysis.determinacy import bounds, undetermined_reasons
+from analysis.determinacy import bounds, judged_at_the_data, undetermined_reasons
 from analysis.family import MIN_BUDGETS
 from analysis.optimize import StartGrid, fit_power_terms
 from analysis.powerlaw import weighted_line
@@ -173,10 +173,15 @@ def fit_parametric(points: Points, batch: Batch, level: float) -> ParametricFit:
     valid = (points.cell_weights(batch.weights) > 0).sum(axis=1) >= MIN_PARAMETRIC_POINTS
     samples = np.where(valid[1:, None], params[1:], np.nan)
     intervals = {name: percentile_interval(samples[:, j], level) for j, name in enumerate(PARAMETRIC_NAMES)}
-    estimates = {name: (float(params[0, j]), intervals[name]) for j, name in enumerate(PARAMETRIC_NAMES)}
-    undetermined = undetermined_reasons(estimates, PARAMETRIC_NAMES, bounds(PARAMETRIC_NAMES, float(points.loss.min())))
+    judged = judged_at_the_data(PARAMETRIC_NAMES, params[0], samples, intervals, parametric_amplitudes(ref))
+    undetermined = undetermined_reasons(judged, PARAMETRIC_NAMES, bounds(PARAMETRIC_NAMES, float(points.loss.min())))
     return ParametricFit(points.family, ParametricLaw(*(float(v) for v in params[0])), intervals, undetermined,
                          int(valid[1:].sum()), samples)
+
+
+def parametric_amplitudes(log_ref: np.ndarray) -> dict[str, tuple[str, str, float]]:
+    """L(N, D)'s amplitudes judged at the data's centre (analysis.determinacy.judged_at_the_data)."""
+    return {"A": ("alpha", "N", float(log_ref[0])), "B": ("beta", "D", float(log_ref[1]))}
 
 
 def _parabola(u: np.ndarray, values: np.ndarray, weights: np.ndarray):

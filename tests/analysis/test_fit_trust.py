@@ -152,3 +152,30 @@ def test_data_constrained_law_finds_how_long_repeated_data_pays():
     few = table.assign(epochs=table["epochs"].clip(upper=3.0))
     (refusal,) = [r for r in analyze(few, n_resamples=10).refusals if r.analysis.startswith("data-constrained")]
     assert "needs trials on both sides of 4 epochs" in refusal.message
+
+
+def test_amplitudes_are_judged_where_the_data_are():
+    from analysis.bootstrap import percentile_interval
+    from analysis.determinacy import judged_at_the_data, undetermined_reasons
+
+    rng = np.random.default_rng(7)
+    alpha = rng.normal(0.25, 0.04, 1000)
+    centre = np.log(1e13)
+    # The term at the data's centre is known to 5%; A itself (the term at C = 1) spans decades.
+    amplitude = 0.5 * np.exp(rng.normal(0, 0.03, 1000)) * np.exp(alpha * centre)
+    samples = np.stack([np.full(1000, 5.0), amplitude, alpha], axis=1)
+    names = ("E", "A", "alpha")
+    intervals = {name: percentile_interval(samples[:, j]) for j, name in enumerate(names)}
+    assert np.log10(intervals["A"].high / intervals["A"].low) > 1
+    point = np.array([5.0, 0.5 * np.exp(0.25 * centre), 0.25])
+    judged = judged_at_the_data(names, point, samples, intervals, {"A": ("alpha", "C", centre)})
+    assert undetermined_reasons(judged, names, {}) == ()
+    # SASRec's law in the ML-1M report: A = 1.7e10 [1.6e4, 1.4e31], with an exponent just as loose.
+    loose = samples.copy()
+    loose[:, 2] = rng.uniform(0.05, 1.5, 1000)
+    loose[:, 1] = 0.5 * np.exp(rng.normal(0, 2.0, 1000)) * np.exp(loose[:, 2] * centre)
+    intervals = {name: percentile_interval(loose[:, j]) for j, name in enumerate(names)}
+    reasons = undetermined_reasons(judged_at_the_data(names, point, loose, intervals, {"A": ("alpha", "C", centre)}),
+                                   names, {})
+    assert any(r.startswith("A (as A C^-alpha at C = 1e+13)'s interval") for r in reasons)
+    assert any(r.startswith("alpha's interval") for r in reasons)

@@ -1,7 +1,6 @@
 """What the report shows a researcher: measured curves even with nothing fitted, fitted laws with
 their legend outside, the task's other metrics, the trials with N, tokens, epochs and learning rate,
 and a caption under every figure."""
-import argparse
 import html
 import json
 
@@ -10,12 +9,12 @@ import pandas as pd
 import pytest
 
 from analysis import tables
-from analysis.cli import register
 from analysis.family import MIN_BUDGETS
 from analysis.plots import MIN_WIDTH_IN, all_figures
 from analysis.report import write_report
 from analysis.study import analyze
 from tests.analysis.synth import chinchilla, failed_trial, results_table
+from tests.analysis.test_report import run_cli
 
 LAW = chinchilla(E=1.69, A=406.4, alpha=0.34, B=410.7, beta=0.28)
 SIZES = {"hstu-0": 1e6, "hstu-1": 1e7, "hstu-2": 1e8}
@@ -46,13 +45,6 @@ def report_dir(fitted, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     write_report(fitted, out)
     return out
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="grscale")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def png_width(path) -> int:
