@@ -11,8 +11,8 @@ Where some cell has replicates, each resample redraws every trial's error as its
 plus a within-cell residual drawn from those pooled over the family (a residual bootstrap, in
 log space, validation and test residuals drawn as a pair). Pooling matters with the 2 to 5 seeds
 sweeps afford: resampling 2 seeds within their own cell gives 3 possible means and intervals
-that cover 85% where they claim 90% (benchmarks/fit_coverage.md). It assumes relative noise of
-one size across cells. Where no cell has replicates, each resample redraws the trials
+that cover about 85% where they claim 90%; pooled residuals cover about 95%, conservative
+(benchmarks/fit_coverage.md). It assumes relative noise of one size across cells. Where no cell has replicates, each resample redraws the trials
 themselves (a case bootstrap), expressed as weights: a multiplicity per trial. The best size
 per budget is chosen again in every data set, on its selecting means, so the intervals carry
 the noise of that choice. Row 0 of every batch is the data as measured.

@@ -171,11 +171,13 @@ def _score(form: str, row: np.ndarray, log_c: np.ndarray, log_q: np.ndarray, bud
     with np.errstate(over="ignore", invalid="ignore"):
         predicted_top = predict_value(form, fold_params[-1:], log_c[top])[0].mean()
     extrapolation = predicted_top / np.exp(log_q[top]).mean() - 1.0 if len(budgets) > MIN_BUDGETS else np.nan
+    with np.errstate(over="ignore"):  # a fold whose law runs off towards inf scores an infinite error
+        heldout_rmse = float(np.sqrt(np.mean(heldout**2)))
     return FormScore(
         form=form,
         n_params=k,
         aic=n * np.log(rss / n) + 2 * k,
-        heldout_rmse=float(np.sqrt(np.mean(heldout**2))),
+        heldout_rmse=heldout_rmse,
         extrapolation_error=float(extrapolation),
     )
 

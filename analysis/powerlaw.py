@@ -117,7 +117,8 @@ def fit_saturating_batch(log_c: np.ndarray, log_q: np.ndarray, w: np.ndarray, gr
     ref = log_c.mean()  # centre log C so that the parameters are of order one
     e, a, alpha = fit_power_terms((log_c - ref)[:, None], log_q, w, dense=DENSE_STARTS, coarse=COARSE_STARTS,
                                     groups=groups).T
-    return np.stack([np.exp(e), np.exp(a + alpha * ref), alpha], axis=1)
+    with np.errstate(over="ignore"):  # an unidentified resample's A overflows to inf: its interval says so
+        return np.stack([np.exp(e), np.exp(a + alpha * ref), alpha], axis=1)
 
 
 def weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,17 @@ LAW_A = (5.5, 2000.0, 0.25)  # E, A, alpha
 LAW_B = (5.45, 4000.0, 0.24)
 POWER = (0.0, 60.0, 0.08)  # a pure power law: E = 0
 GROUP = 25  # simulated sweeps fitted per batch
+FINDINGS = """\
+Where this stands (2026-12-03): the target is not met. With 2 seeds the saturating law's intervals
+are conservative (about 95% where 90% is claimed, for alpha, E and the compute multiplier); the pure
+power law's are a little narrow (86%). Schemes measured on the 2-seed saturating setting:
+resampling each cell's own seeds (the scheme before this one, means widened by sqrt(k/(k-1))):
+85-86% for alpha (as the issue that asked for this benchmark measured it); residuals pooled over cells around each cell's mean (this scheme): 95%; the same
+residuals around the fitted saturating curve (a model-based residual bootstrap; 100 sweeps, 200
+resamples): 82% for alpha, 83% for E. The estimator is skewed and biased at 2 seeds, so the
+percentile interval of any of these misses 90% by more than 3 points; a bias-corrected interval
+(BCa, or a studentized bootstrap) is the next thing to try. Of the two misses the report keeps
+the conservative one."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +169,7 @@ def main() -> None:
             f"intervals. Bootstrap: {', '.join(schemes)}. Laws: A = saturating E, A, alpha = {LAW_A}; B = {LAW_B} "
             f"(for the compute multiplier C_B / C_A at the largest budget); pure power law A, alpha = {POWER[1:]}.\n\n"
             "Target: with 2 seeds, every coverage within 3 points of 90%.\n\n"
-            f"{text}\n\n"
+            f"{text}\n\n{FINDINGS}\n\n"
             f"Machine: 2-core CPU ({platform.processor() or 'x86_64'}), Python {platform.python_version()}, "
             f"numpy {np.__version__}. Date: {datetime.date.today()}. Total {time.perf_counter() - t0:.0f} s.\n")
 
