@@ -73,11 +73,13 @@ def build_blocks(result: StudyResult, figures: dict[str, str]) -> list[Block]:
     blocks += [
         ("p", f"Quality metric: {target}. Each trial's quality is its final row (test metrics at the best "
               f"validation point). Per (family, size, budget), the setting with the best {selects} (mean over its "
-              f"seeds) is kept and its seeds averaged; per budget, the size with the best {selects} enters the laws "
+              f"seeds) is kept; per budget, the size with the best {selects} enters the laws, each of its seeds a point "
+              "at the FLOPs, tokens and parameters it actually had "
               f"(selection on {result.selection.select_on} {result.selection.source}). Intervals are {pct} "
               f"percentile bootstrap intervals over runs ({result.n_resamples} resamples, seed {result.seed}); they "
               "include run-to-run noise and the choice of size per budget, redone in every resample, but not the "
               "choice of setting nor choices held fixed across the sweep."),
+        ("p", _protocol_sentence(result)),
         ("p", f"{len(result.trials)} trials; {len(excluded)} left out of the fits as diverged, failed or unfinished"
               f"{_not_chosen(result)}; each listed with its reason in the trials table.{_epochs_sentence(result)}"),
         ("h2", "What the data supports"),
@@ -94,6 +96,22 @@ def build_blocks(result: StudyResult, figures: dict[str, str]) -> list[Block]:
         if not frame.empty:
             blocks += [("h2", name.replace("_", " ").capitalize()), ("table", frame)]
     return blocks
+
+
+def _protocol_sentence(result: StudyResult) -> str:
+    """How the retrieval metrics were computed: over the full catalog or a declared sample of it."""
+    if "eval_protocol" not in result.trials:
+        return "Evaluation protocol: not recorded (a table from before rows named it: the full catalog)."
+    protocols = sorted(set(result.trials["eval_protocol"].dropna().astype(str)))
+    if not protocols:
+        return "Evaluation protocol: no catalog ranking (not a retrieval task)."
+    named = ", ".join(f"`{p}`" for p in protocols)
+    if len(protocols) > 1:
+        return (f"**Evaluation protocols differ between trials ({named})**: figures from sampled candidates are not "
+                "comparable with full-catalog ones, so the fits mix incomparable points.")
+    what = ("the target ranked against the whole catalog" if protocols[0] == "full"
+            else "the target ranked against sampled negatives per user: not comparable with full-catalog figures")
+    return f"Evaluation protocol: {named} ({what})."
 
 
 def _epochs_sentence(result: StudyResult) -> str:

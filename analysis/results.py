@@ -127,7 +127,7 @@ def trial_table(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
     last = ordered.groupby("trial_id", sort=True).tail(1).set_index("trial_id").sort_index()
     columns = ["sweep", "family", "size", "task", "seed", "budget", "flops", "tokens", "params_nonembedding", "status",
                "error"]
-    optional = [c for c in (*SETTING_COLUMNS, "split", "select_on") if c in last.columns]
+    optional = [c for c in (*SETTING_COLUMNS, "split", "select_on", "eval_protocol") if c in last.columns]
     test_metrics = [c for c in last.columns if c.startswith("test/")]  # the report shows a few beside the fitted one
     trials = last[columns + optional + test_metrics].copy()
     # Tables written before `epochs` was recorded analyse as well; their epochs are unknown.

@@ -179,3 +179,18 @@ def test_amplitudes_are_judged_where_the_data_are():
                                    names, {})
     assert any(r.startswith("A (as A C^-alpha at C = 1e+13)'s interval") for r in reasons)
     assert any(r.startswith("alpha's interval") for r in reasons)
+
+
+def test_report_names_the_evaluation_protocol_and_warns_when_trials_differ():
+    from analysis.report import build_blocks
+
+    base = results_table(saturating(E, A, ALPHA), family="hstu", sizes=ONE_SIZE, budgets=BUDGETS)
+
+    def text(table):
+        return json.dumps(build_blocks(analyze(table, n_resamples=5), {}), default=str)
+
+    assert "Evaluation protocol: not recorded" in text(base)
+    assert "Evaluation protocol: `full` (the target ranked against the whole catalog)" in text(
+        base.assign(eval_protocol="full"))
+    mixed = base.assign(eval_protocol=np.where(base["budget"] > 1e16, "sampled-100", "full"))
+    assert "**Evaluation protocols differ between trials (`full`, `sampled-100`)**" in text(mixed)
