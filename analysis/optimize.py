@@ -85,7 +85,7 @@ def fit_power_terms(
     *,
     dense: StartGrid,
     coarse: StartGrid,
-    n_starts: int = 4,
+    n_starts: int = 3,
     groups: int = 1,
 ) -> np.ndarray:
     """Huber + L-BFGS fit of log Q = log(exp(e) + sum_j exp(c_j - k_j z_j)) for every row.

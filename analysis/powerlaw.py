@@ -79,6 +79,8 @@ def law_from_row(form: str, row: np.ndarray) -> Law:
 def fit_batch(form: str, log_c: np.ndarray, log_q: np.ndarray, w: np.ndarray, groups: int = 1) -> np.ndarray:
     """Fit `form` to each row; returns parameters (b, k) in the law's own units. The rows are
     `groups` equal blocks, each a data set as measured followed by its resamples."""
+    drawn = (w > 0).any(axis=0)  # a point no data set draws (a size never best) changes no fit: leave it out
+    log_c, log_q, w = log_c[drawn], log_q[:, drawn], w[:, drawn]
     if form == "saturating":
         return fit_saturating_batch(log_c, log_q, w, groups)
     intercept, slope = weighted_line(log_c, log_q if form == "power" else np.exp(log_q), w)
