@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.bootstrap import Batch, Interval, Points, best_per_budget, percentile_interval
-from analysis.determinacy import undetermined_reasons
+from analysis.determinacy import Judged, undetermined_reasons
 from analysis.family import MIN_BUDGETS
 from analysis.isoflop import IsoflopFit, ParametricFit
 from analysis.powerlaw import weighted_line
@@ -59,7 +59,7 @@ def envelope_exponent(points: Points, batch: Batch, level: float) -> OptimalSize
     valid = weights[1:].sum(axis=1) >= MIN_BUDGETS
     interval = percentile_interval(np.where(valid, slope[1:], np.nan), level)
     return OptimalSizeEstimate(ENVELOPE, float(slope[0]), interval,
-                               undetermined_reasons({"a": (float(slope[0]), interval)}, ("a",), {}))
+                               undetermined_reasons({"a": Judged(float(slope[0]), interval)}, ("a",), {}))
 
 
 def compare_approaches(family: str, envelope: OptimalSizeEstimate | None, isoflop: IsoflopFit | None,

@@ -108,6 +108,7 @@ class BestPerBudget:
     budgets: np.ndarray  # (nb,) nominal budgets
     chosen: np.ndarray  # (rows, nb) the chosen cell
     values: np.ndarray  # (rows, nb) the chosen cell's mean fitted value (1.0 where no cell was drawn)
+    selection: np.ndarray  # (rows, nb) the chosen cell's mean selecting value, which chose it
     weights: np.ndarray  # (rows, n_trials): the batch's weights on chosen cells' trials, 0 elsewhere
     drawn: np.ndarray  # (rows, nb) whether the budget has a drawn cell
 
@@ -144,6 +145,12 @@ def family_points(trials: pd.DataFrame, family: str) -> Points:
         loss=usable["loss"].to_numpy(dtype=float),
         selection=usable["selection_loss"].to_numpy(dtype=float),
     )
+
+
+def as_measured(points: Points) -> Batch:
+    """The data as measured, alone: row 0 of every resampled batch."""
+    ones = np.ones((1, len(points.cell)))
+    return Batch(points.loss[None].copy(), points.selection[None].copy(), ones, "as measured")
 
 
 def resample(points: Points, n_resamples: int, rng: np.random.Generator) -> Batch:
@@ -196,6 +203,7 @@ def best_per_budget(points: Points, batch: Batch) -> BestPerBudget:
     rows = batch.values.shape[0]
     chosen = np.zeros((rows, len(budgets)), dtype=int)
     values = np.ones((rows, len(budgets)))
+    chosen_selection = np.full((rows, len(budgets)), np.nan)
     drawn = np.zeros((rows, len(budgets)), dtype=bool)
     keep = np.zeros((rows, points.n_cells), dtype=bool)
     worst = np.finfo(float).max  # a cell without a selecting value ranks after every other drawn cell
@@ -207,9 +215,10 @@ def best_per_budget(points: Points, batch: Batch) -> BestPerBudget:
         chosen[:, i] = idx[pick]
         drawn[:, i] = present.any(axis=1)
         values[:, i] = np.where(drawn[:, i], fitted[np.arange(rows), idx[pick]], 1.0)
+        chosen_selection[:, i] = selecting[np.arange(rows), idx[pick]]
         keep[np.arange(rows), idx[pick]] = drawn[:, i]
     weights = np.where(keep[:, points.cell], batch.weights, 0.0)
-    return BestPerBudget(budgets, chosen, values, weights, drawn)
+    return BestPerBudget(budgets, chosen, values, chosen_selection, weights, drawn)
 
 
 def percentile_interval(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> Interval:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.bootstrap import Batch, Interval, Points, percentile_interval
-from analysis.determinacy import bounds, judged_at_the_data, undetermined_reasons
+from analysis.determinacy import Judged, bounds, judged_at_the_data, undetermined_reasons
 from analysis.isoflop import (
-    MIN_PARAMETRIC_POINTS, PARAMETRIC_COARSE, PARAMETRIC_NAMES, ParametricLaw, parametric_amplitudes,
+    MIN_PARAMETRIC_POINTS, PARAMETRIC_COARSE, PARAMETRIC_NAMES, ParametricLaw, check_parametric_design,
+    fit_law_of_n_and_d, parametric_amplitudes,
 )
-from analysis.optimize import fit_power_terms, logsumexp_terms_objective
 from scaling.errors import GrscaleError
 
 EPOCH_LIMIT = 4.0
@@ -56,23 +56,12 @@ def fit_data_constrained(points: Points, batch: Batch, level: float) -> DataCons
     if past == 0 or past == len(epochs):
         raise GrscaleError(f"the data-constrained law needs trials on both sides of {EPOCH_LIMIT:g} epochs; family "
                            f"{points.family!r} has {past} of {len(epochs)} past it")
-    sizes = len(np.unique(points.size))
-    if sizes < 2 or points.n_cells < MIN_PARAMETRIC_POINTS:
-        raise GrscaleError(f"the data-constrained law needs at least 2 sizes and {MIN_PARAMETRIC_POINTS} (size, "
-                           f"budget) points; family {points.family!r} has {sizes} sizes and {points.n_cells} points")
+    check_parametric_design(points, "the data-constrained law")
     log_q, w = np.log(batch.values), batch.weights
     rows = np.arange(len(log_q))
-    fits, losses = [], []
-    for r_star in R_STAR_GRID:
-        logs = np.stack([np.log(points.n_params), np.log(effective_tokens(points.tokens, epochs, r_star))], axis=1)
-        ref = logs.mean(axis=0)
-        centred = logs - ref
-        raw = fit_power_terms(centred, log_q, w, dense=PARAMETRIC_COARSE, coarse=PARAMETRIC_COARSE)
-        loss, _ = logsumexp_terms_objective(np.broadcast_to(centred, (len(rows),) + centred.shape), log_q, w)(raw, rows)
-        e, a, alpha, b, beta = raw.T
-        with np.errstate(over="ignore"):
-            fits.append(np.stack([np.exp(e), np.exp(a + alpha * ref[0]), alpha, np.exp(b + beta * ref[1]), beta], axis=1))
-        losses.append(np.where(np.isfinite(loss), loss, np.inf))
+    log_n = np.log(points.n_params)
+    fits, losses = zip(*(fit_law_of_n_and_d(log_n, np.log(effective_tokens(points.tokens, epochs, r_star)), log_q, w,
+                                            PARAMETRIC_COARSE) for r_star in R_STAR_GRID))
     pick = np.argmin(np.array(losses), axis=0)  # per data set, the best R*
     params = np.array(fits)[pick, rows]
     r_star = R_STAR_GRID[pick].astype(float)
@@ -80,9 +69,9 @@ def fit_data_constrained(points: Points, batch: Batch, level: float) -> DataCons
     samples = np.where(valid[:, None], params[1:], np.nan)
     intervals = {name: percentile_interval(samples[:, j], level) for j, name in enumerate(PARAMETRIC_NAMES)}
     r_interval = percentile_interval(np.where(valid, r_star[1:], np.nan), level)
-    centre = np.array([np.log(points.n_params).mean(), np.log(points.tokens).mean()])
+    centre = np.array([log_n.mean(), np.log(points.tokens).mean()])
     estimates = judged_at_the_data(PARAMETRIC_NAMES, params[0], samples, intervals, parametric_amplitudes(centre))
-    estimates["R*"] = (float(r_star[0]), r_interval)
+    estimates["R*"] = Judged(float(r_star[0]), r_interval)
     limits = bounds(PARAMETRIC_NAMES, float(points.loss.min()))
     limits["R*"] = (R_STAR_GRID[0], R_STAR_GRID[-1], f"the edge of its grid {R_STAR_GRID[0]:g} to {R_STAR_GRID[-1]:g}")
     # R* at a grid end is caught by its limits; its interval's width in decades says little on a grid.

@@ -9,6 +9,7 @@ determined", and every conclusion drawn from it says so.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,28 +33,38 @@ def bounds(names: tuple[str, ...], lowest_error: float) -> dict[str, tuple[float
     return out
 
 
+@dataclass(frozen=True)
+class Judged:
+    """A parameter's estimate and interval as determinacy judges them, and how the reasons name it."""
+
+    value: float
+    interval: Interval
+    label: str = ""  # "" names it by its own name
+
+
 def undetermined_reasons(
-    params: dict[str, tuple[float, Interval]],
+    params: dict[str, Judged],
     positive: tuple[str, ...],
     limits: dict[str, tuple[float, float, str]],
 ) -> tuple[str, ...]:
-    """Why the parameters (name -> (estimate, interval)) are not determined; empty if they are."""
+    """Why the parameters (by name) are not determined; empty if they are."""
     reasons = []
-    for name, (value, interval) in params.items():
+    for name, judged in params.items():
+        value, interval, label = judged.value, judged.interval, judged.label or name
         if name in limits:
             low, high, meaning = limits[name]
             if not low < value < high:
-                reasons.append(f"{name} = {value:.3g} is at its bound ({meaning})")
+                reasons.append(f"{label} = {value:.3g} is at its bound ({meaning})")
                 continue
-        if name.split(" ")[0] not in positive:
+        if name not in positive:
             continue
         if math.isnan(interval.low) or math.isnan(interval.high):
-            reasons.append(f"{name} has no interval: no bootstrap resample could be fitted")
+            reasons.append(f"{label} has no interval: no bootstrap resample could be fitted")
         elif interval.low <= 0 or math.isinf(interval.high):
-            reasons.append(f"{name}'s interval [{interval.low:.3g}, {interval.high:.3g}] reaches "
+            reasons.append(f"{label}'s interval [{interval.low:.3g}, {interval.high:.3g}] reaches "
                            f"{'0' if interval.low <= 0 else 'infinity'}")
         elif math.log10(interval.high / interval.low) > MAX_DECADES:
-            reasons.append(f"{name}'s interval [{interval.low:.3g}, {interval.high:.3g}] spans "
+            reasons.append(f"{label}'s interval [{interval.low:.3g}, {interval.high:.3g}] spans "
                            f"{math.log10(interval.high / interval.low):.1f} decades")
     return tuple(reasons)
 
@@ -64,7 +75,7 @@ def judged_at_the_data(
     samples: np.ndarray,
     intervals: dict[str, Interval],
     amplitudes: dict[str, tuple[str, str, float]],
-) -> dict[str, tuple[float, Interval]]:
+) -> dict[str, Judged]:
     """Each parameter's estimate and interval as determinacy judges them.
 
     An amplitude such as A in A C^-alpha is the term's value at C = 1, an extrapolation many
@@ -73,7 +84,7 @@ def judged_at_the_data(
     `amplitudes` maps its name to (its exponent's name, the variable's symbol, the centre's log).
     `point` (k,) and `samples` (n, k) hold the parameters in `names` order.
     """
-    out = {name: (float(point[j]), intervals[name]) for j, name in enumerate(names)}
+    out = {name: Judged(float(point[j]), intervals[name]) for j, name in enumerate(names)}
     level = next(iter(intervals.values())).level
     for name, (exponent, symbol, log_ref) in amplitudes.items():
         j, k = names.index(name), names.index(exponent)
@@ -81,6 +92,6 @@ def judged_at_the_data(
             term = samples[:, j] * np.exp(-samples[:, k] * log_ref)
             value = float(point[j] * np.exp(-point[k] * log_ref))
         label = f"{name} (as {name} {symbol}^-{exponent} at {symbol} = {np.exp(log_ref):.3g})"
-        del out[name]
-        out[label] = (value, percentile_interval(term, level))
+        del out[name]  # listed after the other parameters
+        out[name] = Judged(value, percentile_interval(term, level), label)
     return out

@@ -124,7 +124,7 @@ def fit_family(points: Points, batch: Batch, level: float) -> FamilyFit:
         losses=best.values[0],
         best_sizes=tuple(str(points.size[i]) for i in best.chosen[0]),
         best_settings=tuple(str(points.setting[i]) for i in best.chosen[0]),
-        best_selection=points.cell_means(batch.selection[:1], batch.weights[:1])[0, best.chosen[0]],
+        best_selection=best.selection[0],
         point_flops=points.flops[fitted],
         point_losses=points.loss[fitted],
         saturating=law_from_row("saturating", params["saturating"][0]),

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.bootstrap import Batch, Interval, Points, percentile_interval
-from analysis.determinacy import bounds, judged_at_the_data, undetermined_reasons
+from analysis.determinacy import Judged, bounds, judged_at_the_data, undetermined_reasons
 from analysis.family import MIN_BUDGETS
-from analysis.optimize import StartGrid, fit_power_terms
+from analysis.optimize import StartGrid, fit_power_terms, logsumexp_terms_objective
 from analysis.powerlaw import weighted_line
 from scaling.errors import GrscaleError
 
@@ -149,7 +149,7 @@ def fit_isoflop(points: Points, batch: Batch, level: float) -> IsoflopFit:
         exponent=float(slope[0]),
         coefficient=float(np.exp(intercept[0])),
         exponent_interval=interval,
-        undetermined=undetermined_reasons({"a": (float(slope[0]), interval)}, ("a",), {}),
+        undetermined=undetermined_reasons({"a": Judged(float(slope[0]), interval)}, ("a",), {}),
         n_valid=int(valid[1:].sum()),
         samples=samples,
     )
@@ -158,25 +158,43 @@ def fit_isoflop(points: Points, batch: Batch, level: float) -> IsoflopFit:
 
 def fit_parametric(points: Points, batch: Batch, level: float) -> ParametricFit:
     """Huber + L-BFGS multi-start fit of L(N, D) on every trial, at its own N and tokens D."""
-    sizes, n_cells = len(np.unique(points.size)), points.n_cells
-    if sizes < 2 or n_cells < MIN_PARAMETRIC_POINTS:
-        raise GrscaleError(
-            f"L(N, D) needs at least 2 sizes and {MIN_PARAMETRIC_POINTS} (size, budget) points; family "
-            f"{points.family!r} has {sizes} sizes and {n_cells} points"
-        )
-    logs = np.stack([np.log(points.n_params), np.log(points.tokens)], axis=1)
-    ref = logs.mean(axis=0)
-    e, a, alpha, b, beta = fit_power_terms(logs - ref, np.log(batch.values), batch.weights,
-                                           dense=PARAMETRIC_DENSE, coarse=PARAMETRIC_COARSE).T
-    with np.errstate(over="ignore"):  # an unidentified resample's A or B overflows to inf: its interval says so
-        params = np.stack([np.exp(e), np.exp(a + alpha * ref[0]), alpha, np.exp(b + beta * ref[1]), beta], axis=1)
+    check_parametric_design(points, "L(N, D)")
+    log_n, log_d = np.log(points.n_params), np.log(points.tokens)
+    params, _ = fit_law_of_n_and_d(log_n, log_d, np.log(batch.values), batch.weights, PARAMETRIC_DENSE)
     valid = (points.cell_weights(batch.weights) > 0).sum(axis=1) >= MIN_PARAMETRIC_POINTS
     samples = np.where(valid[1:, None], params[1:], np.nan)
     intervals = {name: percentile_interval(samples[:, j], level) for j, name in enumerate(PARAMETRIC_NAMES)}
-    judged = judged_at_the_data(PARAMETRIC_NAMES, params[0], samples, intervals, parametric_amplitudes(ref))
+    centre = np.array([log_n.mean(), log_d.mean()])
+    judged = judged_at_the_data(PARAMETRIC_NAMES, params[0], samples, intervals, parametric_amplitudes(centre))
     undetermined = undetermined_reasons(judged, PARAMETRIC_NAMES, bounds(PARAMETRIC_NAMES, float(points.loss.min())))
     return ParametricFit(points.family, ParametricLaw(*(float(v) for v in params[0])), intervals, undetermined,
                          int(valid[1:].sum()), samples)
+
+
+def check_parametric_design(points: Points, law: str) -> None:
+    """Refuse a family whose trials cannot separate N from D: fewer than 2 sizes or too few points."""
+    sizes, n_cells = len(np.unique(points.size)), points.n_cells
+    if sizes < 2 or n_cells < MIN_PARAMETRIC_POINTS:
+        raise GrscaleError(
+            f"{law} needs at least 2 sizes and {MIN_PARAMETRIC_POINTS} (size, budget) points; family "
+            f"{points.family!r} has {sizes} sizes and {n_cells} points"
+        )
+
+
+def fit_law_of_n_and_d(log_n: np.ndarray, log_d: np.ndarray, log_q: np.ndarray, w: np.ndarray,
+                       dense: StartGrid) -> tuple[np.ndarray, np.ndarray]:
+    """L(N, D) = E + A/N^alpha + B/D^beta fitted to every row of log_q (b, n) with weights w:
+    parameters (b, 5) in PARAMETRIC_NAMES order, and each row's Huber loss at them."""
+    logs = np.stack([log_n, log_d], axis=1)
+    ref = logs.mean(axis=0)
+    centred = logs - ref  # centred for parameters of order one
+    raw = fit_power_terms(centred, log_q, w, dense=dense, coarse=PARAMETRIC_COARSE)
+    rows = np.arange(len(log_q))
+    loss, _ = logsumexp_terms_objective(np.broadcast_to(centred, (len(rows),) + centred.shape), log_q, w)(raw, rows)
+    e, a, alpha, b, beta = raw.T
+    with np.errstate(over="ignore"):  # an unidentified resample's A or B overflows to inf: its interval says so
+        params = np.stack([np.exp(e), np.exp(a + alpha * ref[0]), alpha, np.exp(b + beta * ref[1]), beta], axis=1)
+    return params, np.where(np.isfinite(loss), loss, np.inf)
 
 
 def parametric_amplitudes(log_ref: np.ndarray) -> dict[str, tuple[str, str, float]]:

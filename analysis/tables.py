@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from analysis.bootstrap import Interval
+from analysis.bootstrap import Interval, as_measured, best_per_budget, family_points
 from analysis.budget import flops_ratio, missed_budget
 from analysis.family import PARAM_NAMES, prediction_band
 from analysis.powerlaw import FORMS
@@ -46,7 +46,7 @@ def chosen_trials(result: StudyResult) -> pd.DataFrame:
 def measured_cells(result: StudyResult) -> pd.DataFrame:
     """Per (family, size, budget), the chosen setting's seeds averaged: mean achieved FLOPs, error,
     selecting error, epochs and reported metrics, and `best`: whether it is its budget's best size
-    on the selecting error (as the fits choose it: a size without a selecting value ranks last).
+    on the selecting error (bootstrap.best_per_budget on the data as measured, as the fits choose).
     Sizes come in order of their non-embedding parameters; drawn from the trials alone, fitted or not."""
     trials = chosen_trials(result)
     metrics = reported_metrics(result)
@@ -54,8 +54,11 @@ def measured_cells(result: StudyResult) -> pd.DataFrame:
     keys = ["family", "budget", "size"]
     cells = trials.groupby(keys, sort=True).agg(
         setting=("setting", "first"), seeds=("seed", "size"), **{c: (c, "mean") for c in means}).reset_index()
-    key = cells["selection_loss"].fillna(np.inf)
-    cells["best"] = cells.index.isin(key.groupby([cells["family"], cells["budget"]]).idxmin())
+    best = set()
+    for family in cells["family"].unique():  # chosen as the fits choose it, on the data as measured
+        points = family_points(result.trials, family)
+        best |= {(family, points.size[i], points.budget[i]) for i in best_per_budget(points, as_measured(points)).chosen[0]}
+    cells["best"] = [key in best for key in zip(cells["family"], cells["size"], cells["budget"])]
     return cells.sort_values(["family", "params_nonembedding", "size", "budget"], kind="stable").reset_index(drop=True)
 
 
