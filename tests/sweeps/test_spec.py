@@ -140,6 +140,12 @@ def test_example_spec_is_valid():
     spec = load_spec(REPO / "sweeps/specs/synthetic-small.yaml")
     plans = plan_trials(spec)
     assert len(plans) == len({p.trial_id for p in plans}) > 4
+    # Its 1e10, 2e10, 1e-3 are strings to PyYAML: each arrives as the number it says.
+    assert budget_values(spec) == [1e10, 2.15e10, 4.64e10, 1e11]
+    assert {p.config.seed for p in plans if p.config.budget < 2e10} == {0, 1}
+    assert {p.config.seed for p in plans if p.config.budget > 2e10} == {0}
+    assert {p.config.optim.lr for p in plans if p.config.model.preset == "hstu-xs"} == {1e-3, 3e-3}
+    assert {p.config.optim.lr for p in plans if p.config.model.preset != "hstu-xs"} == {1e-3}
 
 
 def test_band_keeps_the_cells_between_min_steps_and_max_epochs():
