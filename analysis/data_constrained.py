@@ -61,7 +61,7 @@ def fit_data_constrained(points: Points, batch: Batch, level: float) -> DataCons
     rows = np.arange(len(log_q))
     log_n = np.log(points.n_params)
     fits, losses = zip(*(fit_law_of_n_and_d(log_n, np.log(effective_tokens(points.tokens, epochs, r_star)), log_q, w,
-                                            PARAMETRIC_COARSE) for r_star in R_STAR_GRID))
+                                            PARAMETRIC_COARSE, batch.huber_delta) for r_star in R_STAR_GRID))
     pick = np.argmin(np.array(losses), axis=0)  # per data set, the best R*
     params = np.array(fits)[pick, rows]
     r_star = R_STAR_GRID[pick].astype(float)

@@ -64,6 +64,7 @@ class FamilyFit:
     extrapolation: Extrapolation | None
     extrapolation_note: str
     scheme: str
+    huber_delta: float  # the saturating fit's Huber threshold on log residuals
     n_resamples: int
     n_valid: int
     samples: dict[str, np.ndarray] = field(repr=False)  # form -> (n_resamples, k), NaN rows failed
@@ -98,7 +99,7 @@ def fit_family(points: Points, batch: Batch, level: float) -> FamilyFit:
     best = best_per_budget(points, batch)
     log_c, log_q = np.log(points.flops), np.log(batch.values)
     valid = best.drawn.sum(axis=1) >= MIN_BUDGETS
-    params = {form: fit_batch(form, log_c, log_q, best.weights) for form in FORMS}
+    params = {form: fit_batch(form, log_c, log_q, best.weights, delta=batch.huber_delta) for form in FORMS}
     samples = {form: np.where(valid[1:, None], p[1:], np.nan) for form, p in params.items()}
     intervals = {
         f"{form}.{name}": percentile_interval(samples[form][:, j], level)
@@ -107,7 +108,7 @@ def fit_family(points: Points, batch: Batch, level: float) -> FamilyFit:
     }
     fitted = best.weights[0] > 0
     budget_of = np.searchsorted(best.budgets, points.budget[points.cell])
-    scores = tuple(_score(form, params[form][0], log_c[fitted], log_q[0, fitted], budget_of[fitted])
+    scores = tuple(_score(form, params[form][0], log_c[fitted], log_q[0, fitted], budget_of[fitted], batch.huber_delta)
                    for form in FORMS)
     extrapolation, note = _extrapolation(best.budgets, best.values[0], scores)
     lowest, centre = float(points.loss[fitted].min()), float(log_c[fitted].mean())
@@ -138,6 +139,7 @@ def fit_family(points: Points, batch: Batch, level: float) -> FamilyFit:
         extrapolation=extrapolation,
         extrapolation_note=note,
         scheme=batch.scheme,
+        huber_delta=batch.huber_delta,
         n_resamples=batch.values.shape[0] - 1,
         n_valid=int(valid[1:].sum()),
         samples=samples,
@@ -152,7 +154,8 @@ def prediction_band(fit: FamilyFit, form: str, flops: np.ndarray, level: float) 
     return low, high
 
 
-def _score(form: str, row: np.ndarray, log_c: np.ndarray, log_q: np.ndarray, budget: np.ndarray) -> FormScore:
+def _score(form: str, row: np.ndarray, log_c: np.ndarray, log_q: np.ndarray, budget: np.ndarray,
+           delta: float) -> FormScore:
     """AIC from the Gaussian likelihood of the trials' log residuals, and leave-one-budget-out errors
     (a budget's error: the mean log residual of its trials)."""
     n, k = len(log_c), N_PARAMS[form]
@@ -164,7 +167,7 @@ def _score(form: str, row: np.ndarray, log_c: np.ndarray, log_q: np.ndarray, bud
     budgets = np.unique(budget)
     folds = (budget[None, :] != budgets[:, None]).astype(float)
     # Fold 0 searches the dense grid; the others also start from its optimum, a near neighbour of theirs.
-    fold_params = fit_batch(form, log_c, np.broadcast_to(log_q, folds.shape), folds)
+    fold_params = fit_batch(form, log_c, np.broadcast_to(log_q, folds.shape), folds, delta=delta)
     predicted = predict_log(form, fold_params, log_c)  # (folds, trials)
     heldout = np.array([np.mean(predicted[i, budget == b] - log_q[budget == b]) for i, b in enumerate(budgets)])
     heldout = np.nan_to_num(heldout, nan=np.inf)

@@ -160,7 +160,8 @@ def fit_parametric(points: Points, batch: Batch, level: float) -> ParametricFit:
     """Huber + L-BFGS multi-start fit of L(N, D) on every trial, at its own N and tokens D."""
     check_parametric_design(points, "L(N, D)")
     log_n, log_d = np.log(points.n_params), np.log(points.tokens)
-    params, _ = fit_law_of_n_and_d(log_n, log_d, np.log(batch.values), batch.weights, PARAMETRIC_DENSE)
+    params, _ = fit_law_of_n_and_d(log_n, log_d, np.log(batch.values), batch.weights, PARAMETRIC_DENSE,
+                                   batch.huber_delta)
     valid = (points.cell_weights(batch.weights) > 0).sum(axis=1) >= MIN_PARAMETRIC_POINTS
     samples = np.where(valid[1:, None], params[1:], np.nan)
     intervals = {name: percentile_interval(samples[:, j], level) for j, name in enumerate(PARAMETRIC_NAMES)}
@@ -182,15 +183,16 @@ def check_parametric_design(points: Points, law: str) -> None:
 
 
 def fit_law_of_n_and_d(log_n: np.ndarray, log_d: np.ndarray, log_q: np.ndarray, w: np.ndarray,
-                       dense: StartGrid) -> tuple[np.ndarray, np.ndarray]:
-    """L(N, D) = E + A/N^alpha + B/D^beta fitted to every row of log_q (b, n) with weights w:
-    parameters (b, 5) in PARAMETRIC_NAMES order, and each row's Huber loss at them."""
+                       dense: StartGrid, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """L(N, D) = E + A/N^alpha + B/D^beta fitted to every row of log_q (b, n) with weights w and
+    Huber threshold `delta`: parameters (b, 5) in PARAMETRIC_NAMES order, and each row's Huber loss at them."""
     logs = np.stack([log_n, log_d], axis=1)
     ref = logs.mean(axis=0)
     centred = logs - ref  # centred for parameters of order one
-    raw = fit_power_terms(centred, log_q, w, dense=dense, coarse=PARAMETRIC_COARSE)
+    raw = fit_power_terms(centred, log_q, w, dense=dense, coarse=PARAMETRIC_COARSE, delta=delta)
     rows = np.arange(len(log_q))
-    loss, _ = logsumexp_terms_objective(np.broadcast_to(centred, (len(rows),) + centred.shape), log_q, w)(raw, rows)
+    loss, _ = logsumexp_terms_objective(np.broadcast_to(centred, (len(rows),) + centred.shape), log_q, w,
+                                        delta)(raw, rows)
     e, a, alpha, b, beta = raw.T
     with np.errstate(over="ignore"):  # an unidentified resample's A or B overflows to inf: its interval says so
         params = np.stack([np.exp(e), np.exp(a + alpha * ref[0]), alpha, np.exp(b + beta * ref[1]), beta], axis=1)

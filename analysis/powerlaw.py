@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from analysis.optimize import StartGrid, fit_power_terms
+from analysis.optimize import HUBER_DELTA, StartGrid, fit_power_terms
 
 FORMS = ("saturating", "power", "loglinear")
 
@@ -76,13 +76,15 @@ def law_from_row(form: str, row: np.ndarray) -> Law:
     return LAW_TYPES[form](*(float(v) for v in row))
 
 
-def fit_batch(form: str, log_c: np.ndarray, log_q: np.ndarray, w: np.ndarray, groups: int = 1) -> np.ndarray:
+def fit_batch(form: str, log_c: np.ndarray, log_q: np.ndarray, w: np.ndarray, groups: int = 1,
+              delta: float | np.ndarray = HUBER_DELTA) -> np.ndarray:
     """Fit `form` to each row; returns parameters (b, k) in the law's own units. The rows are
-    `groups` equal blocks, each a data set as measured followed by its resamples."""
+    `groups` equal blocks, each a data set as measured followed by its resamples. `delta`: the
+    saturating fit's Huber threshold (one, or one per row)."""
     drawn = (w > 0).any(axis=0)  # a point no data set draws (a size never best) changes no fit: leave it out
     log_c, log_q, w = log_c[drawn], log_q[:, drawn], w[:, drawn]
     if form == "saturating":
-        return fit_saturating_batch(log_c, log_q, w, groups)
+        return fit_saturating_batch(log_c, log_q, w, groups, delta)
     intercept, slope = weighted_line(log_c, log_q if form == "power" else np.exp(log_q), w)
     if form == "power":
         return np.stack([np.exp(intercept), -slope], axis=1)
@@ -114,11 +116,12 @@ def exponent_index(form: str) -> int:
     return {"saturating": 2, "power": 1, "loglinear": 1}[form]
 
 
-def fit_saturating_batch(log_c: np.ndarray, log_q: np.ndarray, w: np.ndarray, groups: int = 1) -> np.ndarray:
+def fit_saturating_batch(log_c: np.ndarray, log_q: np.ndarray, w: np.ndarray, groups: int = 1,
+                         delta: float | np.ndarray = HUBER_DELTA) -> np.ndarray:
     """Huber + L-BFGS multi-start fit of Q = E + A C^-alpha per row: (b, 3) rows of E, A, alpha."""
     ref = log_c.mean()  # centre log C so that the parameters are of order one
     e, a, alpha = fit_power_terms((log_c - ref)[:, None], log_q, w, dense=DENSE_STARTS, coarse=COARSE_STARTS,
-                                    groups=groups).T
+                                    groups=groups, delta=delta).T
     with np.errstate(over="ignore"):  # an unidentified resample's A overflows to inf: its interval says so
         return np.stack([np.exp(e), np.exp(a + alpha * ref), alpha], axis=1)
 

@@ -153,8 +153,8 @@ def _family_line(family: str, fit: FamilyFit) -> str:
         f"{ci(fit.power.alpha, fit.exponent_interval('power'))}{_shaky(fit, 'power')}. AIC prefers the "
         f"{aic[0].form} form{_shaky(fit, aic[0].form)} (by {fmt(aic[1].aic - aic[0].aic)} over {aic[1].form}); "
         f"leave-one-budget-out error prefers {fit.preferred_by_heldout}{_shaky(fit, fit.preferred_by_heldout)}. "
-        f"Each trial is a point at its own achieved FLOPs. Bootstrap: {fit.n_valid}/{fit.n_resamples} resamples "
-        f"fitted ({fit.scheme})."
+        f"Each trial is a point at its own achieved FLOPs; Huber threshold {fmt(fit.huber_delta)} on log residuals. "
+        f"Bootstrap: {fit.n_valid}/{fit.n_resamples} resamples fitted ({fit.scheme})."
     )
     if fit.extrapolation is not None:
         ex = fit.extrapolation

@@ -91,7 +91,7 @@ def analyze(
         except GrscaleError as error:
             refusals.append(Refusal(family, "all", str(error)))
             continue
-        batch = resample(points, n_resamples, rng)
+        batch = resample(points, n_resamples, rng, level)
         envelope = {}
         for name, fitter, store in (
             ("quality vs compute", fit_family, fits),

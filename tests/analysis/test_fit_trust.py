@@ -72,7 +72,7 @@ def test_point_estimate_is_the_best_basin_and_lies_in_its_interval():
     starts = np.stack([np.log(rng.uniform(0.001, 0.99, n) * fit.point_losses.min()), rng.uniform(-3, 3, n),
                        rng.uniform(0.01, 2, n)], axis=1)
     objective = logsumexp_terms_objective(np.broadcast_to(x[None], (n,) + x.shape), np.broadcast_to(log_q, (n, len(x))),
-                                          np.ones((n, len(x))))
+                                          np.ones((n, len(x))), fit.huber_delta)
     found, loss = lbfgs_batch(objective, starts)  # the iterations the fit itself allows
     steep, shallow = found[:, 2] > 1.0, found[:, 2] < 0.15
     assert steep.any() and shallow.any()

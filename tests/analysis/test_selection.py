@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.bootstrap import Points, best_per_budget, resample
+from analysis.bootstrap import Points, best_per_budget, huber_delta, resample, residual_dof, small_sample_widening
 from analysis.report import build_blocks
 from analysis.results import choose_metric, setting_labels, trial_table
 from analysis.study import analyze
@@ -82,15 +82,18 @@ def test_bootstrap_redoes_the_size_choice_on_resampled_validation_pairs():
         loss=np.array([4.0, 6.0, 3.0, 3.0]), selection=np.array([0.9, 1.25, 1.1, 1.1]),
     )
     batch = resample(points, 400, np.random.default_rng(0))
-    assert "residual bootstrap" in batch.scheme
+    assert "residual bootstrap" in batch.scheme and "widened 1.775x for the 2 degrees of freedom" in batch.scheme
     # Each trial's pair is one pooled trial's: the log residuals from the cell means move in step.
     mean_v = np.log([24**0.5, 24**0.5, 3.0, 3.0])
     mean_s = np.log([(0.9 * 1.25) ** 0.5, (0.9 * 1.25) ** 0.5, 1.1, 1.1])
     ratio = np.log(4.0 / 24**0.5) / np.log(0.9 / (0.9 * 1.25) ** 0.5)
     np.testing.assert_allclose(np.log(batch.values[1:]) - mean_v, ratio * (np.log(batch.selection[1:]) - mean_s),
                                atol=1e-12)
-    # Residuals of a 2-seed cell are widened by sqrt(2): the noise, not its spread about the mean.
-    assert np.abs(np.log(batch.values[1:]) - mean_v).max() == pytest.approx(np.sqrt(2) * np.log(24**0.5 / 4))
+    # Residuals of a 2-seed cell are widened by sqrt(2) (the noise, not its spread about the mean), and
+    # by Student's t over the normal quantile for the 2 degrees of freedom the two cells give (2.920 / 1.645).
+    assert residual_dof(points) == 2
+    assert np.abs(np.log(batch.values[1:]) - mean_v).max() == pytest.approx(
+        2.919986 / 1.644854 * np.sqrt(2) * np.log(24**0.5 / 4), rel=1e-5)
     best = best_per_budget(points, batch)
     assert best.chosen[0, 0] == 0 and best.values[0, 0] == 5.0  # row 0: the data as measured
     picks_l = batch.selection[1:, 2:].mean(axis=1) < batch.selection[1:, :2].mean(axis=1)
@@ -186,3 +189,29 @@ def test_setting_labels_name_the_columns_that_vary():
     assert setting_labels(frame.iloc[:1]).tolist() == ["one setting"]
     assert setting_labels(pd.DataFrame({"seed": [0, 1]})).tolist() == ["one setting"] * 2
 
+
+
+def test_small_sample_widening_is_students_t_over_the_normal_quantile():
+    # Reference quantiles (Student's tables): t_8 at 0.95 is 1.8595, t_30 1.6973; the normal's 1.6449.
+    assert small_sample_widening(8, 0.9) == pytest.approx(1.859548 / 1.644854, rel=1e-6)
+    assert small_sample_widening(30, 0.9) == pytest.approx(1.697261 / 1.644854, rel=1e-6)
+    assert small_sample_widening(8, 0.95) == pytest.approx(2.306004 / 1.959964, rel=1e-6)
+    assert small_sample_widening(0, 0.9) == 1.0  # no replicates: nothing estimated, nothing widened
+
+
+def test_huber_threshold_follows_the_noise_the_seeds_measure():
+    def points(loss):
+        cells = len(loss) // 2
+        return Points(family="hstu", size=np.array(["s"] * cells, dtype=object), budget=np.logspace(12, 13, cells),
+                      setting=np.array(["one setting"] * cells, dtype=object), cell=np.repeat(np.arange(cells), 2),
+                      flops=np.ones(len(loss)), tokens=np.ones(len(loss)), n_params=np.ones(len(loss)),
+                      epochs=np.full(len(loss), np.nan), loss=np.asarray(loss), selection=np.asarray(loss))
+
+    # Log residuals +-0.01 and +-0.02 about the cell means, widened by sqrt(2): RMS sqrt(0.0005).
+    replicated = points(np.exp([1.01, 0.99, 2.02, 1.98]))
+    assert huber_delta(replicated) == pytest.approx(1.345 * np.sqrt(0.0005), rel=1e-9)
+    assert resample(replicated, 5, np.random.default_rng(0)).huber_delta == huber_delta(replicated)
+    # One seed per cell: no noise measured, Chinchilla's threshold.
+    single = Points(**{**replicated.__dict__, "cell": np.arange(4), "size": np.array(["s"] * 4, dtype=object),
+                       "budget": np.logspace(12, 13, 4), "setting": np.array(["one setting"] * 4, dtype=object)})
+    assert huber_delta(single) == 1e-3 and resample(single, 5, np.random.default_rng(0)).huber_delta == 1e-3
