@@ -50,6 +50,8 @@ def all_figures(result: StudyResult) -> dict[str, Captioned]:
         figures |= {"fitted_laws": fitted_laws(result), "residuals": residuals(result)}
     if result.isoflop:
         figures |= {"isoflop": isoflop_profiles(result), "frontier": frontier(result)}
+    if result.rate_profiles:
+        figures["learning_rate"] = learning_rate_profiles(result)
     return figures
 
 
@@ -253,9 +255,10 @@ def frontier(result: StudyResult) -> Captioned:
         ax.errorbar(budgets, n_opt, yerr=np.clip(errors, 0, None), fmt="o", color=color, ms=4)
         grid = np.geomspace(budgets.min() / 2, budgets.max() * 2, 100)
         ok = front.samples[~np.isnan(front.samples).any(axis=1)]
-        band = np.exp(ok[:, :1] + ok[:, 1:] * np.log(grid)[None, :])
-        low, high = np.quantile(band, [(1 - result.level) / 2, (1 + result.level) / 2], axis=0)
-        ax.fill_between(grid, low, high, color=color, alpha=0.2, lw=0)
+        if len(ok):  # no resample with a frontier (e.g. every resample's profiles lack a minimum): no band
+            band = np.exp(ok[:, :1] + ok[:, 1:] * np.log(grid)[None, :])
+            low, high = np.quantile(band, [(1 - result.level) / 2, (1 + result.level) / 2], axis=0)
+            ax.fill_between(grid, low, high, color=color, alpha=0.2, lw=0)
         interval = front.exponent_interval
         ax.plot(grid, front.predict(grid), color=color,
                 label=f"{family}: N* ~ C^{front.exponent:.3f} [{interval.low:.3f}, {interval.high:.3f}]")
@@ -265,4 +268,40 @@ def frontier(result: StudyResult) -> Captioned:
     _legend_outside(ax)
     caption = (f"Compute-optimal size N* per budget (the IsoFLOP minima, with {pct}% bootstrap intervals) and the "
                f"fitted N* ~ C^a with its {pct}% band ({result.n_resamples} resamples; {_seeds(result)}).")
+    return Captioned(fig, caption)
+
+
+def learning_rate_profiles(result: StudyResult) -> Captioned:
+    """Per family a panel: each cell's selecting error against learning rate, one colour per size
+    and one line per budget; the best rate marked, hollow where it sits at the grid's edge."""
+    families = sorted({p.family for p in result.rate_profiles})
+    fig, axes = _panels(len(families))
+    for ax, family in zip(axes, families):
+        mine = [p for p in result.rate_profiles if p.family == family]
+        sizes = sorted({p.size for p in mine}, key=lambda z: min(p.n_params for p in mine if p.size == z))
+        colors = dict(zip(sizes, _size_colors(len(sizes))))
+        for p in mine:
+            errors = np.array(p.errors)
+            ax.plot(p.rates, np.where(np.isfinite(errors), errors, np.nan), color=colors[p.size], lw=0.8, alpha=0.7,
+                    marker="o", ms=2.5)
+            best = errors[p.rates.index(p.best)]
+            face = "none" if p.at_edge else colors[p.size]
+            ax.scatter([p.best], [best], s=40, facecolors=face, edgecolors=colors[p.size], zorder=3)
+        law = result.rate_laws.get(family)
+        title = f"{family}: learning-rate profiles"
+        if law is not None:
+            title += f"\nlr*(N) ~ N^-{law.b:.2f} [{law.b_interval.low:.2f}, {law.b_interval.high:.2f}]"
+        ax.set_xscale("log")
+        ax.set_xlabel("peak learning rate")
+        ax.set_title(title, fontsize=9)
+        handles = [Line2D([], [], color=colors[z], label=z) for z in sizes]
+        handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="gray", label="best rate at the grid's edge"))
+        _legend_outside(ax, handles)
+    axes[0].set_ylabel(result.selection.column)
+    pct = round(100 * result.level)
+    caption = (f"Learning-rate profiles: each (size, budget) cell's {result.selection.column} (mean over its seeds, "
+               f"{_seeds(result)}) against the peak learning rate, one line per budget, coloured by size; the large "
+               "marker is the best rate, hollow where it is the smallest or largest tried (the optimum may lie "
+               f"outside the grid). Where shown, lr*(N) ~ N^-b is fitted to the located optima, with its {pct}% "
+               "interval from resampling the cells.")
     return Captioned(fig, caption)

@@ -43,6 +43,7 @@ def report_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
     return {
         "best_size_per_budget": tables.best_size_table(result),
         "setting_selection": tables.setting_table(result),
+        "learning_rate_profile": tables.rate_profile_table(result),
         "parameters": tables.parameter_table(result),
         "model_selection": tables.selection_table(result),
         "isoflop": tables.isoflop_table(result),
@@ -182,6 +183,11 @@ def _supported(result: StudyResult, pct: str) -> list[str]:
         items.append(f"**{family}** data-constrained L(N, D') ({dc.n_past_limit} trials past 4 epochs): repeated data "
                      f"keeps most of its value for R* = {ci(dc.r_star, dc.r_star_interval)} repetitions; beta = "
                      f"{ci(dc.law.beta, dc.intervals['beta'])}{' (**not determined**)' if dc.undetermined else ''}.")
+    for family, law in sorted(result.rate_laws.items()):
+        items.append(f"**{family}** optimal learning rate against size: lr*(N) = a N^-b with b = "
+                     f"{ci(law.b, law.b_interval)}, a = {ci(law.a, law.a_interval)}, from {law.n_cells} cells at "
+                     f"{law.n_sizes} sizes (each cell's optimum the vertex of its validation error over log rate; "
+                     f"interval from resampling the cells).")
     for family, agreement in sorted(result.approaches.items()):
         items.append(f"**{family}** {agreement.summary}.")
     cmp = result.comparison

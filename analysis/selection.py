@@ -147,9 +147,16 @@ def _at_edge(trials: pd.DataFrame, cell: tuple, chosen: str) -> bool:
     that diverged bounds the search as well as one that ran)."""
     if "peak_lr" not in trials:
         return False
-    mine = trials[(trials[CELL] == list(cell)).all(axis=1)]
-    others = [c for c in SETTING_COLUMNS if c in trials and c != "peak_lr"]
-    best = mine[mine["setting"] == chosen].iloc[0]
-    line = mine[(mine[others].astype(str) == best[others].astype(str)).all(axis=1)] if others else mine
+    line = rate_line(trials[(trials[CELL] == list(cell)).all(axis=1)], chosen)
     rates = np.unique(pd.to_numeric(line["peak_lr"], errors="coerce").dropna())
-    return len(rates) > 1 and float(best["peak_lr"]) in (rates[0], rates[-1])
+    best = float(line.loc[line["setting"] == chosen, "peak_lr"].iloc[0])
+    return len(rates) > 1 and best in (rates[0], rates[-1])
+
+
+def rate_line(cell: pd.DataFrame, chosen: str) -> pd.DataFrame:
+    """The trials of one cell whose settings differ from `chosen` only in learning rate."""
+    others = [c for c in SETTING_COLUMNS if c in cell and c != "peak_lr"]
+    if not others:
+        return cell
+    best = cell[cell["setting"] == chosen].iloc[0]
+    return cell[(cell[others].astype(str) == best[others].astype(str)).all(axis=1)]

@@ -17,6 +17,7 @@ from analysis.compare import Comparison, compare, default_pair
 from analysis.data_constrained import DataConstrainedFit, fit_data_constrained
 from analysis.family import FamilyFit, fit_family
 from analysis.isoflop import IsoflopFit, ParametricFit, fit_isoflop, fit_parametric
+from analysis.learning_rate import RateLaw, RateProfile, fit_rate_law, rate_profiles
 from analysis.results import Metric, choose_metric, trial_table
 from analysis.selection import CellChoice, SelectionPolicy, choose_settings, selection_policy
 from scaling.errors import GrscaleError
@@ -47,6 +48,8 @@ class StudyResult:
     approaches: dict[str, ApproachComparison]  # Chinchilla's three approaches, where two or more were possible
     comparison: Comparison | None
     refusals: tuple[Refusal, ...]
+    rate_profiles: tuple[RateProfile, ...]  # cells that tried several learning rates
+    rate_laws: dict[str, RateLaw]  # lr*(N) per family, where two sizes or more have a located optimum
     trials: pd.DataFrame = field(repr=False)
 
     def excluded(self) -> pd.DataFrame:
@@ -107,6 +110,14 @@ def analyze(
         agreement = compare_approaches(family, envelope.get(family), isoflop.get(family), parametric.get(family), level)
         if agreement is not None:
             approaches[family] = agreement
+    profiles = rate_profiles(trials[trials["family"].isin(families)])
+    rate_laws = {}
+    for family in sorted({p.family for p in profiles}):
+        try:
+            rate_laws[family] = fit_rate_law(profiles, family, n_resamples,
+                                             np.random.default_rng([seed, zlib.crc32(f"lr {family}".encode())]), level)
+        except GrscaleError as error:
+            refusals.append(Refusal(family, "lr*(N)", str(error)))
     comparison = None
     pair = default_pair(families)
     if pair is not None:
@@ -119,7 +130,8 @@ def analyze(
     return StudyResult(
         sweep=",".join(sweeps), metric=chosen, level=level, n_resamples=n_resamples, seed=seed, selection=policy,
         settings=tuple(c for c in settings if c.family in families), fits=fits, isoflop=isoflop,
-        parametric=parametric, data_constrained=constrained, approaches=approaches, comparison=comparison, refusals=tuple(refusals), trials=trials,
+        parametric=parametric, data_constrained=constrained, approaches=approaches, comparison=comparison, refusals=tuple(refusals),
+        rate_profiles=profiles, rate_laws=rate_laws, trials=trials,
     )
 
 

@@ -13,7 +13,7 @@ from analysis.powerlaw import FORMS
 from analysis.results import ONE_SETTING
 from analysis.selection import EDGE_NOTE
 from analysis.study import StudyResult
-from scaling.schema import TASKS
+from scaling.schema import TASKS, short_number
 
 # Repeated data loses value after about 4 passes (Muennighoff et al. 2023): points past it are marked.
 MANY_EPOCHS = 4.0
@@ -112,6 +112,19 @@ def setting_table(result: StudyResult) -> pd.DataFrame:
     ]
     return pd.DataFrame(rows, columns=["family", "size", "budget", "settings", "chosen", "seeds", chosen, "runner_up",
                                        runner_up, "gap", "note"])
+
+
+def rate_profile_table(result: StudyResult) -> pd.DataFrame:
+    """Per cell that tried several learning rates: the selecting error at each, the best rate, its
+    located optimum and whether the best sits at the grid's edge."""
+    column = result.selection.column
+    rows = [
+        {"family": p.family, "size": p.size, "budget": p.budget, "rates": ", ".join(short_number(r) for r in p.rates),
+         column: ", ".join(f"{e:.4g}" for e in p.errors), "best": p.best, "optimum": p.optimum,
+         "note": EDGE_NOTE if p.at_edge else ""}
+        for p in result.rate_profiles
+    ]
+    return pd.DataFrame(rows, columns=["family", "size", "budget", "rates", column, "best", "optimum", "note"])
 
 
 def parameter_table(result: StudyResult) -> pd.DataFrame:
