@@ -36,7 +36,10 @@ class Peak:
 @functools.lru_cache(maxsize=None)
 def measured_cpu_matmul(threads: int, size: int = MATMUL_SIZE, seconds: float = MATMUL_SECONDS) -> float:
     """FLOP/s of the best of repeated fp32 [size, size] matmuls on this process's torch threads."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    # A private generator: the trial's own random streams (dropout) must not depend on whether this
+    # process measured its peak before.
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(size, size, generator=generator), torch.randn(size, size, generator=generator)
     a @ b  # warm-up: threads and allocator
     best, deadline = float("inf"), time.perf_counter() + seconds
     while time.perf_counter() < deadline:

@@ -81,6 +81,12 @@ def test_mfu_is_useful_flops_per_second_of_training_over_the_measured_peak(tmp_p
     assert final["mfu_basis"] == f"measured fp32 matmul (cpu, {torch.get_num_threads()} threads)"
     assert 0 < final["train_s"] < final["wall_s"]
     assert final["mfu"] == pytest.approx(final["flops"] / final["train_s"] / peak, rel=0.01)  # train_s is rounded
+    # Measuring the peak draws from its own generator: the trial's random streams are untouched.
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    measured_cpu_matmul(torch.get_num_threads(), size=64, seconds=0.01)
+    assert torch.equal(torch.rand(4), expected)
 
 
 def test_rank_zero_alone_writes_the_trial_folder(retrieval_runs):
