@@ -175,16 +175,16 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['path']} | {r['workers']} | {r['tokens_per_s']:,.0f} | {r['mfu']:.1%} | {r['train_s']:.1f} "
                      f"| {r['wall_s']:.1f} | {r['tokens_per_s'] / base['tokens_per_s']:.2f}x | {r['basis']} |")
-    lines += ["", "On this shared machine (other jobs ran beside it) the rows with 2 threads per process vary several-"
-              "fold from run to run, the 1-thread rows far less: compare the 2-worker row (1 thread each) with the "
-              "in-process 1-thread row, not with the 2-thread one. The "
-              "measured matmul peak is taken per process at its start, under the load of that moment, so MFU across "
-              "rows is noisy too. Rerun on an idle machine for figures to compare.", "",
+    lines += ["", "This machine is shared with other jobs: the same row moved up to 10x between runs of this script "
+              "on the day (load average 3 to 9), and the measured matmul peak is taken per process at its start, under "
+              "the load of that moment, so MFU across rows is noisy too. Rerun on an idle machine for figures to "
+              "compare.", "",
               "Overhead of the Ray Train path at one worker: "
               f"{ray_one['wall_s'] - ray_one['train_s'] - (base['wall_s'] - base['train_s']):.1f} s more per trial "
               "outside its training steps (the job's start-up: workers, process group), "
-              f"{ray_one['tokens_per_s'] / base['tokens_per_s'] - 1:+.1%} tokens/s in its training steps "
-              "(one worker takes no collective: the difference is the worker process's, not the arithmetic's).", "",
+              f"{ray_one['tokens_per_s'] / base['tokens_per_s'] - 1:+.1%} tokens/s in its training steps against "
+              "in-process at the same 2 threads (one worker takes no collective: a difference there is the process's, "
+              "not the arithmetic's).", "",
               "## Two-node cluster on this machine", "",
               f"head and a second node of 1 CPU each; `grscale sweep run --address` of 2 trials of 2 workers x 1 CPU: "
               f"exit {cluster['exit']}, {cluster['wall_s']:.0f} s; the launcher probed 2 nodes: "
