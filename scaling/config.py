@@ -24,6 +24,7 @@ from scaling.errors import GrscaleError
 SCHEDULES = ("cosine", "constant", "wsd")
 DEVICES = ("cpu", "cuda", "auto")
 KERNELS = ("auto", "pytorch", "triton")
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast of the training forward on CUDA, fp32 master weights
 # Model config fields that live in their own place in the trial config, never in model.overrides.
 OWN_PLACE = {"dropout": "model.dropout", "kernel": "model.kernel", "loss": "model.loss",
              "max_seq_len": "data.max_seq_len", "num_items": "(the dataset)", "num_users": "(the dataset)"}
@@ -117,6 +118,8 @@ class RuntimeConfig:
     data_dir: str | None = None  # folder holding the dataset's file (default: $GRSCALE_DATA_DIR, the cache)
     eval_batch_size: int = 512
     checkpoint_every_s: float = 600.0  # also checkpoint between validation points this often
+    workers: int = 1  # data-parallel ranks (a sweep's resources.workers); recorded in every row
+    precision: str = "fp32"  # "fp32" | "bf16" (CUDA autocast of the training step; recorded in every row)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,8 +191,12 @@ class TrialConfig:
         choice("model.kernel", self.model.kernel, KERNELS)
         choice("optim.schedule", self.optim.schedule, SCHEDULES)
         choice("runtime.device", self.runtime.device, DEVICES)
+        choice("runtime.precision", self.runtime.precision, PRECISIONS)
+        if self.runtime.precision == "bf16" and self.runtime.device == "cpu":
+            fail("runtime.precision", "bf16 autocast runs on CUDA only and this trial's runtime.device is cpu: "
+                                      "use fp32, or device cuda / auto on a GPU machine")
         for path, value in (("data.max_seq_len", self.data.max_seq_len), ("optim.batch_size", self.optim.batch_size),
-                            ("eval.num_evals", self.eval.num_evals),
+                            ("eval.num_evals", self.eval.num_evals), ("runtime.workers", self.runtime.workers),
                             ("runtime.eval_batch_size", self.runtime.eval_batch_size)):
             if value < 1:
                 fail(path, f"expected an integer >= 1, got {value}")

@@ -40,12 +40,20 @@ def evaluate(model: Recommender, data: EvalSet, cfg: TrialConfig, device: torch.
     """The task's metrics over `data`, averaged over its examples."""
     if cfg.task == "retrieval":
         return evaluate_retrieval(model, data, cfg, device).result()
+    return binary_metrics(*ranking_logits(model, data, cfg, device))
+
+
+def ranking_logits(model: Recommender, data: EvalSet, cfg: TrialConfig,
+                   device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """([N] ranking logits, [N] labels) of every example of `data`, in its order."""
     logits, labels = [], []
     with _eval_mode(model):
         for batch in eval_batches(data, cfg.runtime.eval_batch_size, cfg.data.max_seq_len):
             logits.append(model.predict_label_logits(batch.to(device)).float().cpu().numpy())
             labels.append(batch.target_labels.numpy())
-    return binary_metrics(np.concatenate(logits), np.concatenate(labels))
+    if not logits:  # a rank's share of a small evaluation set may be empty
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return np.concatenate(logits), np.concatenate(labels)
 
 
 def evaluate_retrieval(model: Recommender, data: EvalSet, cfg: TrialConfig, device: torch.device,

@@ -39,16 +39,23 @@ COORDINATE_COLUMNS = ("sweep", "trial_id", "family", "size", "task", "dataset", 
 # Swept hyperparameters: trials of one (family, size, budget) cell that differ here are different
 # settings, selected between on validation. `overrides` is the model overrides as canonical JSON.
 SETTING_COLUMNS = ("peak_lr", "schedule", "variant", "overrides")
-# What was spent and measured up to a row. `epochs` is passes over the training sequences (a
+# What was spent and measured up to a row. `train_s` is the part of `wall_s` spent in training steps,
+# and `mfu` the useful FLOP/s over it divided by the peak of the devices that ran them (their sum over
+# the trial's workers): a data-sheet peak on GPUs, a *measured* fp32 matmul rate on CPUs, as
+# `mfu_basis` says (scaling/peak.py). `epochs` is passes over the training sequences (a
 # float); tables written before it existed lack it, and the analysis reads them as NaN.
 MEASURE_COLUMNS = (
     "flops", "executed_flops", "tokens", "examples", "epochs", "params_embedding", "params_nonembedding", "step",
-    "wall_s", "lr", "train_loss",
+    "wall_s", "lr", "train_loss", "train_s", "mfu",
 )
+# Measures of time: the only columns in which two runs of one trial (an interrupted one resumed, say) differ.
+TIMING_COLUMNS = ("wall_s", "train_s", "mfu")
 STATUS_COLUMNS = ("status", "error", "eval_kind", "best_step")
 # How the row came to be: the attention kernel, the machine, the data file and whether it is official,
-# and the retrieval protocol its metrics are measured under ("full" catalog or "sampled-<N>" negatives).
-PROVENANCE_COLUMNS = ("kernel", "node", "data_sha256", "data_modified", "select_on", "eval_protocol")
+# the retrieval protocol its metrics are measured under ("full" catalog or "sampled-<N>" negatives),
+# the data-parallel workers and the training precision ("fp32" | "bf16" autocast), and MFU's peak.
+PROVENANCE_COLUMNS = ("kernel", "node", "data_sha256", "data_modified", "select_on", "eval_protocol", "workers",
+                      "precision", "mfu_basis")
 # What the analysis cannot work without (older tables lack the setting and provenance columns).
 REQUIRED_COLUMNS = (
     "sweep", "trial_id", "family", "size", "task", "seed", "budget", "flops", "tokens",

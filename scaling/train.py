@@ -32,12 +32,15 @@ from scaling.data.dataset import load_dataset
 from scaling.data.loader import TrainBatches
 from scaling.data.log import DataSource
 from scaling.data.splits import Split, make_split, sample_users
+from scaling.distributed import Ranks
 from scaling.errors import GrscaleError
-from scaling.evaluate import evaluate
 from scaling.flops import training_flops
+from scaling.peak import device_peak
+from scaling.precision import check_precision, training_precision
 from scaling.progress import TrainProgress
 from scaling.reporting import JsonlReporter, Reporter, read_rows, write_status
 from scaling.schedule import eval_fractions, lr_at
+from scaling.sharded_eval import evaluate_on_ranks
 
 @dataclass
 class TrialResult:
@@ -64,6 +67,7 @@ class TrialState:
     batch_index: int = 0  # next batch of `epoch`
     next_eval: int = 0  # index into the eval fractions
     wall_s: float = 0.0
+    train_s: float = 0.0  # of wall_s, in training steps (what MFU is measured over)
     rows_written: int = 0
     loss_sum: float = 0.0  # training loss since the last evaluation
     loss_count: int = 0
@@ -110,15 +114,22 @@ class Trainer:
 
     `should_stop` is asked after every training step; a reason it returns (a signal's name) stops
     the trial at that step with a checkpoint and status "interrupted", from which `resume` continues.
+    `ranks`: this process's place in a data-parallel trial (scaling.distributed); rank 0 alone
+    writes files and reports rows.
     """
 
     def __init__(self, cfg: TrialConfig, out_dir: Path, reporters: Iterable[Reporter] = (),
-                 should_stop: Callable[[], str | None] | None = None) -> None:
+                 should_stop: Callable[[], str | None] | None = None, ranks: Ranks | None = None) -> None:
         cfg.validate()
         self.cfg, self.out_dir = cfg, Path(out_dir)
+        self.ranks = ranks or Ranks()
+        if cfg.runtime.workers != self.ranks.world_size:
+            raise GrscaleError(f"runtime.workers is {cfg.runtime.workers} but this trial runs on {self.ranks.world_size} "
+                               f"process(es): a trial of several workers runs in a sweep (resources.workers)")
         self.should_stop = should_stop or (lambda: None)
         self.checkpointed_at = time.perf_counter()
         self.device = resolve_device(cfg.runtime.device)
+        check_precision(cfg.runtime.precision, self.device)
         if self.device.type == "cpu":
             keep_freed_memory()
         torch.manual_seed(cfg.seed)
@@ -132,22 +143,28 @@ class Trainer:
         self.split = make_split(log, cfg.data.split)
         self.val_set = sample_users(self.split.val, cfg.data.val_users) if cfg.data.val_users else self.split.val
         self.model = build_trial_model(cfg, self.split).to(self.device)
+        self.ranks.broadcast_parameters(self.model)
+        if not self.ranks.is_chief:  # its own dropout; rank 0 continues the one-process stream
+            torch.manual_seed(self.ranks.seed(cfg.seed))
         try:
             self.kernel = self.model.resolved_kernel(self.device)
         except (RuntimeError, ValueError) as error:  # e.g. kernel="triton" without CUDA
             raise GrscaleError(str(error)) from None
         self.params_embedding, self.params_nonembedding = param_counts(self.model, cfg.task)
-        self.batches = TrainBatches(self.split.train, cfg.optim.batch_size, cfg.data.max_seq_len, cfg.seed)
+        self.batches = TrainBatches(self.split.train, cfg.optim.batch_size, cfg.data.max_seq_len, cfg.seed,
+                                    shard=self.ranks.shard)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
                                            weight_decay=cfg.optim.weight_decay)
-        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.ranks.seed(cfg.seed + 1))
         self.fractions = eval_fractions(cfg.eval.num_evals, cfg.eval.first_eval_fraction)
         self.state = TrialState()
         self.best_model_state: dict[str, torch.Tensor] | None = None
         self.jsonl = JsonlReporter(self.out_dir / schema.METRICS_FILE)
-        self.reporters = [self.jsonl, *reporters]
+        self.reporters = [self.jsonl, *reporters] if self.ranks.is_chief else []
+        self.peak = device_peak(self.device, cfg.runtime.precision)
+        self.peak_total = self.ranks.sum([self.peak.flops_per_s])[0]
         first = next(self.batches.epoch(0))
-        step_flops = training_flops(self.model.config, cfg.task, first.lengths()).useful
+        step_flops = self.ranks.sum([training_flops(self.model.config, cfg.task, first.lengths()).useful])[0]
         if step_flops > cfg.budget:
             raise GrscaleError(
                 f"budget {cfg.budget:.3g} FLOPs is smaller than one training step of {cfg.model.preset} "
@@ -156,18 +173,22 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
+        """Every rank calls it (the ranks' random states are gathered); rank 0 writes the file."""
+        rng = self.ranks.gather_rng(self.generator, self.device)
+        self.checkpointed_at = time.perf_counter()
+        if not self.ranks.is_chief:
+            return
         payload = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            **rng[0],  # generator, torch_rng, cuda_rng: rank 0's, as a one-process checkpoint holds them
+            "rank_rng": rng if self.ranks.parallel else None,
+            "workers": self.ranks.world_size,
             "state": dataclasses.asdict(self.state),
             "best_model": self.best_model_state,
             "config": self.cfg.to_dict(),
         }
         atomic_write(self.out_dir / schema.CHECKPOINT_FILE, lambda handle: torch.save(payload, handle))
-        self.checkpointed_at = time.perf_counter()
 
     def load_checkpoint(self) -> bool:
         path = self.out_dir / schema.CHECKPOINT_FILE
@@ -179,15 +200,17 @@ class Trainer:
         if changed:
             raise GrscaleError(f"{path} was written by a different trial ({'; '.join(changed)}); "
                                f"use a fresh --out to start anew")
+        workers = payload.get("workers", 1)
+        if workers != self.ranks.world_size:
+            raise GrscaleError(f"{path} was written by a trial on {workers} worker(s) and this one runs on "
+                               f"{self.ranks.world_size}: resume it with resources.workers: {workers}")
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
-        self.generator.set_state(payload["generator"])
-        torch.set_rng_state(payload["torch_rng"])
-        if payload["cuda_rng"] is not None:
-            torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        self.ranks.restore_rng(payload["rank_rng"] or [payload], self.generator)
         self.state = TrialState(**payload["state"])
         self.best_model_state = payload["best_model"]
-        self.jsonl.keep_first(self.state.rows_written)
+        if self.ranks.is_chief:
+            self.jsonl.keep_first(self.state.rows_written)
         return True
 
     # --- rows ----------------------------------------------------------------------------------
@@ -205,6 +228,9 @@ class Trainer:
             "data_modified": self.source.modified if self.source else None,
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": s.loss_sum / s.loss_count if s.loss_count else float("nan"),
+            "workers": self.ranks.world_size, "precision": c.runtime.precision, "train_s": round(s.train_s, 3),
+            "mfu": s.flops / s.train_s / self.peak_total if s.train_s > 0 else float("nan"),
+            "mfu_basis": self.peak.basis,
         }
 
     def epochs(self) -> float:
@@ -220,7 +246,7 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------------
     def evaluate_split(self, which: str) -> dict[str, float]:
         data = self.val_set if which == "val" else self.split.test
-        return evaluate(self.model, data, self.cfg, self.device)
+        return evaluate_on_ranks(self.model, data, self.cfg, self.device, self.ranks)
 
     def validation_point(self, is_final: bool) -> dict[str, Any] | None:
         """The evaluation row, or None where the model's validation metric is not finite."""
@@ -247,28 +273,36 @@ class Trainer:
         return row
 
     def train_step(self, batch) -> float:
+        """One step on the global batch (this rank's share of it: `batch`); its mean loss over all ranks."""
         cfg, s = self.cfg, self.state
+        started = time.perf_counter()
         count = training_flops(self.model.config, cfg.task, batch.lengths())
         lr = lr_at(s.flops / cfg.budget, cfg.optim)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, examples = self.model.training_loss(batch.to(self.device), cfg.task, self.generator)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            return value
+        loss, examples = None, 0
+        if batch.batch_size:  # a rank's share of the epoch's last, smaller batch may be empty
+            with training_precision(cfg.runtime.precision, self.device):
+                loss, examples = self.model.training_loss(batch.to(self.device), cfg.task, self.generator)
+        step = self.ranks.step_totals(loss, examples, count, batch.num_tokens)
+        if not math.isfinite(step.loss):
+            return step.loss
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss is not None:
+            (loss * step.weight if self.ranks.parallel else loss).backward()
+        self.ranks.sum_gradients(list(self.model.parameters()))
         if cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
         self.optimizer.step()
-        s.flops += count.useful
-        s.executed_flops += count.executed
-        s.tokens += batch.num_tokens
-        s.examples += examples
+        s.flops += step.useful
+        s.executed_flops += step.executed
+        s.tokens += step.tokens
+        s.examples += step.examples
         s.step += 1
-        s.loss_sum += value
+        s.loss_sum += step.loss
         s.loss_count += 1
-        return value
+        s.train_s += time.perf_counter() - started
+        return step.loss
 
     def start(self, resume: bool) -> bool:
         """Claim the run folder: a fresh run refuses a folder holding another run; True if resumed."""
@@ -276,6 +310,9 @@ class Trainer:
             raise GrscaleError(f"{self.out_dir} already holds a run: pass --resume to continue it, "
                                f"or choose another --out")
         resumed = resume and self.load_checkpoint()
+        self.ranks.barrier()  # every rank has read the folder before rank 0 changes it
+        if not self.ranks.is_chief:
+            return resumed
         # It runs again: no status until it stops (`sweep status` shows it running, not interrupted).
         (self.out_dir / schema.STATUS_FILE).unlink(missing_ok=True)
         if not resumed:
@@ -296,7 +333,7 @@ class Trainer:
     def train(self) -> TrialResult:
         """The loop, from the state `start` left: to the budget, a divergence or a stop request."""
         cfg, s = self.cfg, self.state
-        progress = TrainProgress(cfg, enabled=cfg.runtime.progress, initial_flops=s.flops)
+        progress = TrainProgress(cfg, enabled=cfg.runtime.progress and self.ranks.is_chief, initial_flops=s.flops)
         status, error = "done", None
         started = time.perf_counter() - s.wall_s
         try:
@@ -311,11 +348,11 @@ class Trainer:
                     progress.update(s.flops, batch.num_tokens, loss)
                     if s.flops >= self.fractions[s.next_eval] * cfg.budget:
                         break
-                    reason = self.should_stop()
+                    reason = self.ranks.agree(self.should_stop, "a stop request on another worker")
                     if reason:
                         status, error = schema.INTERRUPTED, f"interrupted by {reason} at step {s.step}"
                         break
-                    if time.perf_counter() - self.checkpointed_at >= cfg.runtime.checkpoint_every_s:
+                    if self.ranks.agree(self.checkpoint_due, "checkpoint"):
                         self.save_checkpoint()
                 else:
                     s.epoch, s.batch_index = s.epoch + 1, 0
@@ -343,9 +380,16 @@ class Trainer:
             row = self.base_row("diverged", "final")
             row["error"] = error
             self.emit(row)
+        if not self.ranks.is_chief:
+            return TrialResult(status=status, rows=[], out_dir=self.out_dir, error=error)
         write_status(self.out_dir, status, error, self.state.flops, self.state.step)
         rows = read_rows(self.out_dir / schema.METRICS_FILE)
         return TrialResult(status=status, rows=rows, out_dir=self.out_dir, error=error)
+
+    def checkpoint_due(self) -> str | None:
+        """"checkpoint" once runtime.checkpoint_every_s has passed since the last checkpoint."""
+        due = time.perf_counter() - self.checkpointed_at >= self.cfg.runtime.checkpoint_every_s
+        return "checkpoint" if due else None
 
 
 def holds_run(out_dir: Path) -> bool:
@@ -369,12 +413,12 @@ def prepare_out_dir(out_dir: Path) -> Path:
 
 
 def trial_trainer(cfg: TrialConfig, out_dir: Path, reporters: Iterable[Reporter] = (),
-                  should_stop: Callable[[], str | None] | None = None) -> Trainer:
+                  should_stop: Callable[[], str | None] | None = None, ranks: Ranks | None = None) -> Trainer:
     """The trainer of `cfg` in `out_dir` (created, or refused in one line), on the runtime's threads."""
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     prepare_out_dir(out_dir)
-    return Trainer(cfg, out_dir, reporters, should_stop)
+    return Trainer(cfg, out_dir, reporters, should_stop, ranks)
 
 
 def train_to_budget(cfg: TrialConfig, out_dir: Path, reporters: Iterable[Reporter] = (), resume: bool = False,

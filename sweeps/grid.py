@@ -50,7 +50,8 @@ def expand(spec: SweepSpec) -> list[TrialPlan]:
     shared = typed.merge(spec.trial, {
         "task": spec.task,
         "data": {"dataset": spec.dataset, "synthetic": typed.to_mapping(spec.synthetic)},
-        "runtime": {"progress": False, "threads": max(1, int(spec.resources.cpus))},
+        "runtime": {"progress": False, "threads": max(1, int(spec.resources.worker_cpus)),
+                    "workers": spec.resources.workers},
     })
     shared_overrides = shared.get("model", {}).get("overrides", {})
     plans: list[TrialPlan] = []

@@ -53,6 +53,7 @@ from sweeps.spec import SweepSpec, load_spec  # noqa: E402
 from sweeps.status import (format_status, hold_sweep, planned, sweep_status, trial_folders,  # noqa: E402
                            unlisted_finished, write_plan)
 from sweeps.trainable import StopFile, TrialPayload, run_trial  # noqa: E402
+from sweeps.train_workers import concurrent_trials, trial_resources  # noqa: E402
 from sweeps.wandb_logging import WandbSettings, resolve_mode  # noqa: E402
 
 # fit() ends by reading every trial's Tune results into a ResultGrid, which the sweep does not use
@@ -245,12 +246,11 @@ def _start_ray(address: str | None) -> None:
 
 def _tuner(spec: SweepSpec, sweep_dir: Path, todo: list[TrialPlan], payloads: dict, printer: ProgressPrinter,
            stopper: StopWhenIdle) -> tune.Tuner:
-    resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, payloads=payloads), resources)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, payloads=payloads), trial_resources(spec.resources))
     return tune.Tuner(
         trainable,
         param_space={"trial_id": tune.grid_search([p.trial_id for p in todo])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent_trials, reuse_actors=True,
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent_trials(spec), reuse_actors=True,
                                     trial_dirname_creator=_tune_dirname),
         run_config=tune.RunConfig(storage_path=str(sweep_dir), name="tune", verbose=0, stop=stopper,
                                   callbacks=[printer, tune.logger.JsonLoggerCallback()],
@@ -267,7 +267,7 @@ def _run_trials(spec: SweepSpec, sweep_dir: Path, plans: list[TrialPlan], todo: 
     stop = StopFile(sweep_dir / STOP_FILE)
     payloads = {p.trial_id: TrialPayload(trial_id=p.trial_id, config=p.config.to_dict(), resume=options.resume,
                                          trial_dir=str(sweep_dir / TRIALS_DIR / p.trial_id),
-                                         stop_file=str(stop.path), wandb=settings)
+                                         stop_file=str(stop.path), wandb=settings, resources=spec.resources)
                 for p in todo}
     _start_ray(options.address)
     # Installed after ray.init: it replaces the SIGTERM handler Ray's core worker installs (which

@@ -23,7 +23,8 @@ from scaling.errors import GrscaleError
 # Trial fields a spec sets through its own keys (or the grid), never under `trial:`: path -> spec key.
 OWNED = {"task": "task", "budget": "budgets", "seed": "seeds", "model.family": "families",
          "model.size": "families", "model.variant": "variants", "data.dataset": "dataset",
-         "data.synthetic": "synthetic", "runtime.progress": "(off in sweeps)", "runtime.threads": "resources.cpus"}
+         "data.synthetic": "synthetic", "runtime.progress": "(off in sweeps)", "runtime.threads": "resources.cpus",
+         "runtime.workers": "resources.workers"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,8 +57,24 @@ class Band:
 
 @dataclass(frozen=True, kw_only=True)
 class Resources:
-    cpus: float = 1.0  # per trial; also the trial's torch threads (at least 1)
-    gpus: float = 0.0  # per trial; fractions share a GPU
+    """What one trial holds. A one-worker trial: `cpus` and `gpus` (as always) or the per-worker keys,
+    which mean the same there. `workers: N > 1` makes each trial a data-parallel Ray Train job of N
+    workers, each holding `cpus_per_worker` and `gpus_per_worker` (sweeps/train_workers.py)."""
+
+    cpus: float | None = None  # one-worker trials: CPUs per trial (default 1); also its torch threads (at least 1)
+    gpus: float | None = None  # one-worker trials: GPUs per trial (default 0); fractions share a GPU
+    workers: int = 1  # data-parallel workers per trial
+    cpus_per_worker: float | None = None  # default 1; also each worker's torch threads (at least 1)
+    gpus_per_worker: float | None = None  # default 0; with workers > 1 a whole GPU each (NCCL), or none
+
+    @property
+    def worker_cpus(self) -> float:
+        """CPUs of each worker (of the trial, for one worker)."""
+        return next((v for v in (self.cpus_per_worker, self.cpus) if v is not None), 1.0)
+
+    @property
+    def worker_gpus(self) -> float:
+        return next((v for v in (self.gpus_per_worker, self.gpus) if v is not None), 0.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,6 +213,27 @@ def _check_trial(spec: SweepSpec) -> None:
             raise GrscaleError(f"spec.trial.{path}: set by the spec's own key {key}, not under trial:")
 
 
+def _check_resources(resources: Resources) -> None:
+    where = "spec.resources"
+    if resources.workers < 1:
+        raise GrscaleError(f"{where}.workers: expected an integer >= 1, got {resources.workers!r}")
+    for name, per_worker in (("cpus", "cpus_per_worker"), ("gpus", "gpus_per_worker")):
+        trial, worker = getattr(resources, name), getattr(resources, per_worker)
+        if trial is not None and worker is not None:
+            raise GrscaleError(f"{where}: give {name} or {per_worker}, not both")
+        if trial is not None and resources.workers > 1:
+            raise GrscaleError(f"{where}.{name}: with workers: {resources.workers}, give {per_worker} "
+                               f"({name} is a one-worker trial's)")
+    if not resources.worker_cpus > 0:
+        raise GrscaleError(f"{where}: expected a positive number of CPUs per worker, got {resources.worker_cpus!r}")
+    gpus = resources.worker_gpus
+    if gpus < 0:
+        raise GrscaleError(f"{where}: expected a number of GPUs >= 0, got {gpus!r}")
+    if resources.workers > 1 and gpus != int(gpus):
+        raise GrscaleError(f"{where}.gpus_per_worker: data-parallel workers need whole GPUs each (NCCL runs one "
+                           f"rank per GPU), got {gpus!r}")
+
+
 def validate_spec(spec: SweepSpec) -> None:
     """Checks that need no data: names, presets, variants, seeds, trial fields, resources."""
     if not spec.name or "/" in spec.name or spec.name.startswith("."):
@@ -221,8 +259,7 @@ def validate_spec(spec: SweepSpec) -> None:
         if spec.band.max_epochs is not None:
             _positive(spec.band.max_epochs, "spec.band.max_epochs")
     _check_trial(spec)
-    if spec.resources.cpus <= 0 or spec.resources.gpus < 0:
-        raise GrscaleError(f"spec.resources: cpus must be positive and gpus non-negative, got {spec.resources}")
+    _check_resources(spec.resources)
     limit = spec.max_concurrent_trials
     if limit is not None and limit < 1:
         raise GrscaleError(f"spec.max_concurrent_trials: expected an integer >= 1, got {limit!r}")

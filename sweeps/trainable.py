@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sweeps.spec import Resources
 from sweeps.wandb_logging import WandbSettings
 
 
@@ -51,6 +52,7 @@ class TrialPayload:
     stop_file: str
     resume: bool
     wandb: WandbSettings | None
+    resources: Resources = Resources()  # workers > 1: a Ray Train job (sweeps/train_workers.py)
 
 
 class TuneReporter:
@@ -77,6 +79,12 @@ def run_trial(config: dict[str, Any], payloads: dict[str, TrialPayload]) -> None
     cfg = TrialConfig.from_dict(payload.config)
     trial_dir = Path(payload.trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
+    if payload.resources.workers > 1:
+        from sweeps.train_workers import run_worker_group
+
+        # Ray Train's own files go beside the trials, in the sweep folder (which holds the stop file).
+        run_worker_group(payload, cfg.runtime.device, Path(payload.stop_file).parent / "train")
+        return
     reporters: list[Any] = [TuneReporter()]
     wandb_run = WandbReporter(payload.wandb, payload.trial_id, cfg, trial_dir) if payload.wandb else None
     if wandb_run is not None:

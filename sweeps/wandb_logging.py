@@ -200,6 +200,7 @@ class WandbReporter:
             self._log(index, rows[index])
         if rows:
             self.run.summary.update(flops_summary(self.budget, rows[-1].get("flops") or 0.0))
+            self.run.summary["mfu"] = rows[-1].get("mfu")  # the trial's, over all its training steps so far
         return rows
 
     def report(self, row: dict[str, Any]) -> None:

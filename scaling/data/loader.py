@@ -5,7 +5,7 @@ only on (seed, e, b), so a resumed run sees exactly the batches an uninterrupted
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -35,7 +35,8 @@ def _jagged(seqs: Sequences, rows: np.ndarray, max_seq_len: int) -> JaggedBatch:
 class TrainBatches:
     """Shuffled fixed-size batches of training sequences (the last, smaller batch is kept)."""
 
-    def __init__(self, seqs: Sequences, batch_size: int, max_seq_len: int, seed: int, min_length: int = 2):
+    def __init__(self, seqs: Sequences, batch_size: int, max_seq_len: int, seed: int, min_length: int = 2,
+                 shard: Callable[[np.ndarray], np.ndarray] | None = None):
         if batch_size < 1 or max_seq_len < 1:
             raise GrscaleError(f"batch_size and max_seq_len must be >= 1, got {batch_size}, {max_seq_len}")
         # A sequence needs min_length items to yield a prediction (an input and its next item).
@@ -43,6 +44,7 @@ class TrainBatches:
         if self.rows.size == 0:
             raise GrscaleError(f"no training sequence has the {min_length} items a prediction needs")
         self.seqs, self.batch_size, self.max_seq_len, self.seed = seqs, batch_size, max_seq_len, seed
+        self.shard = shard  # a data-parallel rank's share of each batch's rows (scaling.distributed.Ranks.shard)
 
     def __len__(self) -> int:
         return -(-self.rows.size // self.batch_size)
@@ -55,6 +57,8 @@ class TrainBatches:
         order = self.order(epoch)
         for b in range(start, len(self)):
             rows = order[b * self.batch_size:(b + 1) * self.batch_size]
+            if self.shard is not None:
+                rows = self.shard(rows)
             yield _jagged(self.seqs, rows, self.max_seq_len)
 
 

@@ -60,7 +60,12 @@ def sample_users(data: EvalSet, num_users: int, seed: int = 0) -> EvalSet:
     """
     if num_users >= data.num_examples:
         return data
-    rows = np.sort(np.random.default_rng(seed).choice(data.num_examples, size=num_users, replace=False))
+    return select_examples(data, np.sort(np.random.default_rng(seed).choice(data.num_examples, size=num_users,
+                                                                             replace=False)))
+
+
+def select_examples(data: EvalSet, rows: np.ndarray) -> EvalSet:
+    """The examples `rows` of `data` (ascending indices), in that order."""
     h = data.history
     history = _gather(h, h.user_ids[rows], h.offsets[rows], h.offsets[rows + 1])
     return EvalSet(history, data.target_item_ids[rows], data.target_timestamps[rows], data.target_labels[rows])

@@ -54,8 +54,20 @@ def expanded(**changes):
     ({"model_overrides": {"hstu": {"query_time": "next"}}}, "spec.model_overrides.hstu: unknown query_time 'next'"),
     ({"model_overrides": {"dlrm": ["x"]}}, "spec.model_overrides.dlrm: expected a mapping, got ['x']"),
     ({"extra_seeds": {"seeds": [1]}}, "spec.extra_seeds: missing below"),
-    ({"resources": {"cpus": 0}}, "spec.resources: cpus must be positive"),
-    ({"resources": {"gpu": 1}}, "spec.resources: unknown field 'gpu'; known: cpus, gpus"),
+    ({"resources": {"cpus": 0}}, "spec.resources: expected a positive number of CPUs per worker, got 0"),
+    ({"resources": {"gpu": 1}}, "spec.resources: unknown field 'gpu'; known: cpus, gpus, workers, cpus_per_worker, "
+                                "gpus_per_worker"),
+    ({"resources": {"workers": 0}}, "spec.resources.workers: expected an integer >= 1, got 0"),
+    ({"resources": {"workers": 2, "cpus": 2}}, "spec.resources.cpus: with workers: 2, give cpus_per_worker (cpus "
+                                                "is a one-worker trial's)"),
+    ({"resources": {"cpus": 1, "cpus_per_worker": 1}}, "spec.resources: give cpus or cpus_per_worker, not both"),
+    ({"resources": {"workers": 2, "gpus_per_worker": 0.5}}, "spec.resources.gpus_per_worker: data-parallel workers "
+                                                             "need whole GPUs each (NCCL runs one rank per GPU), got 0.5"),
+    ({"resources": {"workers": 2, "cpus_per_worker": -1}}, "spec.resources: expected a positive number of CPUs per "
+                                                            "worker, got -1"),
+    ({"resources": {"workers": "two"}}, "spec.resources.workers: expected an integer, got 'two'"),
+    ({"trial": {"runtime": {"precision": "bf16"}}}, "spec.trial.runtime.precision: bf16 autocast runs on CUDA only"),
+    ({"trial": {"runtime": {"workers": 2}}}, "spec.trial.runtime.workers: set by the spec's own key resources.workers"),
     ({"max_concurrent_trials": 0}, "spec.max_concurrent_trials: expected an integer >= 1, got 0"),
     ({"name": "a/b"}, "spec.name: expected a folder name"),
     ({"synthetic": {"num_users": 0}}, "spec.synthetic: synthetic data needs num_users >= 1"),
