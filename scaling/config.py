@@ -51,6 +51,8 @@ class DataConfig:
     ties: str = "file"  # a user's equal timestamps: "file" order | "shuffle" (as the HSTU paper's sort)
     max_seq_len: int = 200  # histories are cut to their last max_seq_len items
     val_users: int = 0  # validate on a fixed random sample of this many users (0 = all); test uses all
+    # Training batches of sequences of similar length (scaling.data.loader): less padding, same epochs.
+    length_buckets: bool = False
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # the synthetic dataset's parameters
     allow_modified: bool = False  # accept a named dataset's file that differs from the official one
 

@@ -29,7 +29,7 @@ from scaling.allocator import keep_freed_memory
 from scaling.config import TrialConfig
 from scaling.files import atomic_write, atomic_write_text
 from scaling.data.dataset import load_dataset
-from scaling.data.loader import TrainBatches
+from scaling.data.loader import trial_batches
 from scaling.data.log import DataSource
 from scaling.data.splits import Split, make_split, sample_users
 from scaling.errors import GrscaleError
@@ -137,7 +137,7 @@ class Trainer:
         except (RuntimeError, ValueError) as error:  # e.g. kernel="triton" without CUDA
             raise GrscaleError(str(error)) from None
         self.params_embedding, self.params_nonembedding = param_counts(self.model, cfg.task)
-        self.batches = TrainBatches(self.split.train, cfg.optim.batch_size, cfg.data.max_seq_len, cfg.seed)
+        self.batches = trial_batches(self.split.train, cfg)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
                                            weight_decay=cfg.optim.weight_decay)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)

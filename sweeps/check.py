@@ -1,8 +1,9 @@
 """The trials a spec runs, decided with the data in hand: every budget must buy at least one
 training step of every size, and a `band` keeps only the (size, budget) cells inside it.
 
-Steps and epochs are counted as the Trainer counts them: the useful FLOPs of the first training
-batch (the trial's seed), and of a whole epoch, on a model built on the meta device (no memory).
+Steps and epochs are counted as the Trainer counts them: the useful FLOPs of the trial's training
+batches (its seed and length buckets; a step is their mean), and of a whole epoch, on a model built
+on the meta device (no memory).
 """
 from __future__ import annotations
 
@@ -26,15 +27,16 @@ def size_cost(cfg: TrialConfig, split) -> SizeCost:
     """What one step and one epoch of `cfg`'s model cost on `split`, as its trial will count them."""
     import torch
 
-    from scaling.data.loader import TrainBatches
+    from scaling.data.loader import trial_batches
     from scaling.flops import training_flops
     from scaling.train import build_trial_model
 
-    batches = TrainBatches(split.train, cfg.optim.batch_size, cfg.data.max_seq_len, cfg.seed)
+    batches = trial_batches(split.train, cfg)
     with torch.device("meta"):
         model = build_trial_model(cfg, split)
     per_batch = [training_flops(model.config, cfg.task, batch.lengths()).useful for batch in batches.epoch(0)]
-    return SizeCost(step=per_batch[0], epoch=sum(per_batch))
+    # The mean step: with length buckets the first batch may be one of the shortest or longest.
+    return SizeCost(step=sum(per_batch) / len(per_batch), epoch=sum(per_batch))
 
 
 def _model_name(cfg: TrialConfig) -> str:
