@@ -117,8 +117,9 @@ class RuntimeConfig:
     threads: int = 0  # torch threads; 0 = torch's default
     progress: bool = True  # a progress bar on stderr
     data_dir: str | None = None  # folder holding the dataset's file (default: $GRSCALE_DATA_DIR, the cache)
-    eval_batch_size: int = 512
+    eval_batch_size: int = 256  # fastest on the 2-core CPU with 128..512 within 10% (benchmarks/eval_cost.md)
     checkpoint_every_s: float = 600.0  # also checkpoint between validation points this often
+    compile: bool = False  # torch.compile the training step (scaling.compile; measured not to pay on the CPU)
 
 
 @dataclass(frozen=True, kw_only=True)

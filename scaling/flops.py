@@ -181,3 +181,22 @@ def reference_flop_counter() -> FlopCounterMode:
         aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop,
         aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flop,
     })
+
+
+def evaluation_flops(config: HSTUConfig | SASRecConfig | DLRMConfig, task: str, history_length: float,
+                     catalog: int, eval_batch_size: int) -> float:
+    """Modelled forward FLOPs to evaluate one user (scaling.eval_budget sizes validation with it).
+
+    The query: a training forward (1/3 of training_flops) over one sequence of the history's length
+    plus the target (DLRM: one example); retrieval then scores the whole catalog (2 d FLOPs per item),
+    and DLRM's two-tower also runs its item tower over the catalog once per eval batch. A model, not a
+    count: what evaluation costs per FLOP is calibrated apart (scaling.eval_budget.EVAL_COST).
+    """
+    length = 2 if isinstance(config, DLRMConfig) else max(2, round(history_length) + 1)
+    query = training_flops(config, task, [length]).useful / TRAIN_FACTOR
+    if task == "ranking":
+        return query
+    if isinstance(config, DLRMConfig):
+        tower = _mlp_flops(catalog, [config.emb_dim, *config.tower_mlp, config.emb_dim])
+        return query + 2.0 * config.emb_dim * catalog + tower / eval_batch_size
+    return query + 2.0 * config.d_model * catalog

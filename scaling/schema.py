@@ -40,10 +40,11 @@ COORDINATE_COLUMNS = ("sweep", "trial_id", "family", "size", "task", "dataset", 
 # settings, selected between on validation. `overrides` is the model overrides as canonical JSON.
 SETTING_COLUMNS = ("peak_lr", "schedule", "variant", "overrides")
 # What was spent and measured up to a row. `epochs` is passes over the training sequences (a
-# float); tables written before it existed lack it, and the analysis reads them as NaN.
+# float); tables written before it existed lack it, and the analysis reads them as NaN. `eval_s` is
+# the part of `wall_s` spent evaluating; `val_users` the validation users (a fixed sample, or all).
 MEASURE_COLUMNS = (
     "flops", "executed_flops", "tokens", "examples", "epochs", "params_embedding", "params_nonembedding", "step",
-    "wall_s", "lr", "train_loss",
+    "wall_s", "eval_s", "val_users", "lr", "train_loss",
 )
 STATUS_COLUMNS = ("status", "error", "eval_kind", "best_step")
 # How the row came to be: the attention kernel, the machine, the data file and whether it is official,

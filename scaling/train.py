@@ -26,6 +26,7 @@ from models.base import Recommender, param_counts
 from models.presets import build_model, model_config
 from scaling import schema, typed
 from scaling.allocator import keep_freed_memory
+from scaling.compile import training_step
 from scaling.config import TrialConfig
 from scaling.files import atomic_write, atomic_write_text
 from scaling.data.dataset import load_dataset
@@ -64,6 +65,7 @@ class TrialState:
     batch_index: int = 0  # next batch of `epoch`
     next_eval: int = 0  # index into the eval fractions
     wall_s: float = 0.0
+    eval_s: float = 0.0  # of wall_s, spent evaluating (validation and test)
     rows_written: int = 0
     loss_sum: float = 0.0  # training loss since the last evaluation
     loss_count: int = 0
@@ -137,6 +139,7 @@ class Trainer:
         except (RuntimeError, ValueError) as error:  # e.g. kernel="triton" without CUDA
             raise GrscaleError(str(error)) from None
         self.params_embedding, self.params_nonembedding = param_counts(self.model, cfg.task)
+        self.training_loss = training_step(self.model, cfg.runtime.compile)
         self.batches = trial_batches(self.split.train, cfg)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
                                            weight_decay=cfg.optim.weight_decay)
@@ -199,7 +202,8 @@ class Trainer:
             "flops": s.flops, "executed_flops": s.executed_flops, "tokens": s.tokens, "examples": s.examples,
             "epochs": self.epochs(),
             "params_embedding": self.params_embedding, "params_nonembedding": self.params_nonembedding,
-            "step": s.step, "wall_s": round(s.wall_s, 3), "status": status, "error": None, "eval_kind": eval_kind,
+            "step": s.step, "wall_s": round(s.wall_s, 3), "eval_s": round(s.eval_s, 3),
+            "val_users": self.val_set.num_examples, "status": status, "error": None, "eval_kind": eval_kind,
             "kernel": self.kernel, "node": socket.gethostname(), "eval_protocol": c.eval.protocol if c.task == "retrieval" else None,
             "data_sha256": self.source.sha256 if self.source else None,
             "data_modified": self.source.modified if self.source else None,
@@ -220,7 +224,10 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------------
     def evaluate_split(self, which: str) -> dict[str, float]:
         data = self.val_set if which == "val" else self.split.test
-        return evaluate(self.model, data, self.cfg, self.device)
+        started = time.perf_counter()
+        metrics = evaluate(self.model, data, self.cfg, self.device)
+        self.state.eval_s += time.perf_counter() - started
+        return metrics
 
     def validation_point(self, is_final: bool) -> dict[str, Any] | None:
         """The evaluation row, or None where the model's validation metric is not finite."""
@@ -237,11 +244,14 @@ class Trainer:
         row = self.base_row("done" if is_final else "running", "final" if is_final else "val")
         row.update({f"val/{k}": v for k, v in metrics.items()})
         if is_final:
-            row.update({f"test_last/{k}": v for k, v in self.evaluate_split("test").items()})
-            current = copy.deepcopy(self.model.state_dict())
-            self.model.load_state_dict(self.best_model_state)
-            row.update({f"test/{k}": v for k, v in self.evaluate_split("test").items()})
-            self.model.load_state_dict(current)
+            last = self.evaluate_split("test")
+            row.update({f"test_last/{k}": v for k, v in last.items()})
+            if self.state.best_step != self.state.step:  # else the best model is this one: tested once
+                current = copy.deepcopy(self.model.state_dict())
+                self.model.load_state_dict(self.best_model_state)
+                last = self.evaluate_split("test")
+                self.model.load_state_dict(current)
+            row.update({f"test/{k}": v for k, v in last.items()})
             row["best_step"] = self.state.best_step
         self.state.loss_sum, self.state.loss_count = 0.0, 0
         return row
@@ -252,7 +262,7 @@ class Trainer:
         lr = lr_at(s.flops / cfg.budget, cfg.optim)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, examples = self.model.training_loss(batch.to(self.device), cfg.task, self.generator)
+        loss, examples = self.training_loss(batch.to(self.device), cfg.task, self.generator)
         value = float(loss.detach())
         if not math.isfinite(value):
             return value
@@ -331,7 +341,7 @@ class Trainer:
                     error = f"non-finite validation {cfg.selection_metric} at step {s.step}"
                     break
                 s.wall_s = time.perf_counter() - started
-                row["wall_s"] = round(s.wall_s, 3)
+                row["wall_s"], row["eval_s"] = round(s.wall_s, 3), round(s.eval_s, 3)  # with the test
                 self.emit(row)
                 progress.validation(row, cfg.selection_metric)
                 self.save_checkpoint()

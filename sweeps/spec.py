@@ -19,6 +19,7 @@ from scaling.config import MOVED, TrialConfig
 from scaling.data.logspec import LogSpec, check_dataset
 from scaling.data.synthetic import SyntheticConfig
 from scaling.errors import GrscaleError
+from scaling.eval_budget import ValidationSizing
 
 # Trial fields a spec sets through its own keys (or the grid), never under `trial:`: path -> spec key.
 OWNED = {"task": "task", "budget": "budgets", "seed": "seeds", "model.family": "families",
@@ -74,6 +75,8 @@ class SweepSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     extra_seeds: ExtraSeeds | None = None
     band: Band | None = None  # None: every cell runs, and a budget below one step of a size is an error
+    # Each trial's validation users sized to its cost (scaling.eval_budget); None: trial.data.val_users
+    validation: ValidationSizing | None = None
     dataset: str | LogSpec = "synthetic"  # a registry name, or your own log's column mapping
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     task: str = "retrieval"
@@ -221,6 +224,11 @@ def validate_spec(spec: SweepSpec) -> None:
         if spec.band.max_epochs is not None:
             _positive(spec.band.max_epochs, "spec.band.max_epochs")
     _check_trial(spec)
+    if spec.validation is not None:
+        spec.validation.validate("spec.validation")
+        if spec.trial.get("data", {}).get("val_users"):
+            raise GrscaleError("spec.trial.data.val_users: spec.validation sizes each trial's validation; "
+                               "set one of the two")
     if spec.resources.cpus <= 0 or spec.resources.gpus < 0:
         raise GrscaleError(f"spec.resources: cpus must be positive and gpus non-negative, got {spec.resources}")
     limit = spec.max_concurrent_trials
