@@ -4,10 +4,9 @@ The padded reference (`hstu_attention_ref`) computes a [B, H, Lmax, Lmax] score 
 batches 2x to 5x the causal pairs the budget counts. Here a batch is cut into tiles instead:
 - sequences are grouped by length (longest first; a group keeps those at least GROUP_RATIO of its
   longest), each group padded only to its own longest;
-- a group's queries are taken QUERY_BLOCK positions at a time, each block against the keys up to its
-  own end, so the masked upper triangle is mostly not computed.
-A length-L sequence then costs about L^2 (1/2 + 1/(2 n)) pairs with n = ceil(L / QUERY_BLOCK) blocks,
-instead of Lmax^2. The tiles' count is pure in the lengths (`plan_tiles`), so scaling.flops counts
+- a group's queries are cut into n = ceil(L / QUERY_BLOCK) equal blocks (L its longest), each block
+  against the keys up to its own end, so the masked upper triangle is mostly not computed.
+A length-L sequence then costs about L^2 (1/2 + 1/(2 n)) pairs instead of Lmax^2. The tiles' count is pure in the lengths (`plan_tiles`), so scaling.flops counts
 exactly what runs. The math is the reference's: scores, biases, SiLU, causal mask and 1/max_seq_len;
 padded keys are read (clamped to a real row) but never attended, being later than every real query.
 """
@@ -49,8 +48,9 @@ def plan_tiles(lengths: tuple[int, ...]) -> tuple[Tile, ...]:
         while end < len(order) and lengths[order[end]] >= GROUP_RATIO * longest:
             end += 1
         group = tuple(sorted(order[start:end]))
-        for query_start in range(0, longest, QUERY_BLOCK):
-            tiles.append(Tile(group, query_start, min(query_start + QUERY_BLOCK, longest)))
+        blocks = -(-longest // QUERY_BLOCK)  # equal blocks: fewer pairs than full ones and a short rest
+        bounds = [round(longest * b / blocks) for b in range(blocks + 1)]
+        tiles.extend(Tile(group, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]))
         start = end
     return tuple(tiles)
 
