@@ -6,8 +6,9 @@ training steps on ML-1M, their ratio, and useful FLOP/s against the measured fp3
 "before" = shuffled batches and the padded reference attention (batch x Lmax^2 pairs); "after" = the
 default now: HSTU's attention over tiles of real lengths (kernels/hstu_attention_tiles.py); "+ buckets"
 = after, with length-bucketed batches (data.length_buckets, off by default). Rates are the median over
-steps of each step's FLOPs over its time (robust to other processes' bursts on a shared CPU); the
-executed / useful ratios are exact, counted over a whole epoch.
+steps of each step's FLOPs over its time, the three configurations stepped in turn (so that other
+processes on a shared CPU load all three alike); the executed / useful ratios are exact, counted over
+a whole epoch.
 Evaluation share: single trials of sweeps/specs/ml1m-retrieval-cpu.yaml, the smallest budget of each
 size (where evaluation weighs most), before (2,000 validation users, eval batch 512, the before path)
 and after (the spec as committed: validation sized per trial, tiles, eval batch 256).
@@ -59,10 +60,9 @@ def before_issue_26():
         yield
 
 
-def matmul_rate(n: int = 1024, repeats: int = 20) -> float:
+def matmul_rate(n: int = 1024, repeats: int = 4) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
+    a @ b
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
@@ -73,28 +73,53 @@ def median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
-def throughput(family: str, size: str, task: str, max_seq_len: int, split, steps: int, buckets: bool) -> dict:
-    cfg = TrialConfig.from_dict({"model": {"family": family, "size": size}, "task": task, "budget": 1e18,
-                                 "data": {"dataset": "ml-1m", "max_seq_len": max_seq_len, "length_buckets": buckets}})
-    torch.manual_seed(0)
-    model = build_trial_model(cfg, split)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98))
-    generator = torch.Generator().manual_seed(0)
-    batches = list(trial_batches(split.train, cfg).epoch(0))
-    counts = [training_flops(model.config, task, batch.lengths()) for batch in batches]
-    useful, executed = [], []
-    for i, (batch, count) in enumerate(zip(batches[:steps + 2], counts)):
-        start = time.perf_counter()
-        loss, _ = model.training_loss(batch, task, generator)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if i >= 2:  # the first steps warm up allocators
+class StepRunner:
+    """One configuration's model, optimizer and batches, stepped one batch at a time."""
+
+    def __init__(self, family: str, size: str, task: str, max_seq_len: int, split, buckets: bool, before: bool):
+        cfg = TrialConfig.from_dict({"model": {"family": family, "size": size}, "task": task, "budget": 1e18,
+                                     "data": {"dataset": "ml-1m", "max_seq_len": max_seq_len,
+                                              "length_buckets": buckets}})
+        torch.manual_seed(0)
+        self.task, self.before = task, before
+        self.model = build_trial_model(cfg, split)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3, betas=(0.9, 0.98))
+        self.generator = torch.Generator().manual_seed(0)
+        self.batches = list(trial_batches(split.train, cfg).epoch(0))
+        with before_issue_26() if before else contextlib.nullcontext():
+            self.counts = [training_flops(self.model.config, task, batch.lengths()) for batch in self.batches]
+        self.useful: list[float] = []
+        self.executed: list[float] = []
+
+    def step(self, i: int, timed: bool) -> None:
+        with before_issue_26() if self.before else contextlib.nullcontext():
+            start = time.perf_counter()
+            loss, _ = self.model.training_loss(self.batches[i], self.task, self.generator)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
             elapsed = time.perf_counter() - start
-            useful.append(count.useful / elapsed)
-            executed.append(count.executed / elapsed)
-    return {"useful": median(useful), "executed": median(executed),
-            "ratio": sum(c.executed for c in counts) / sum(c.useful for c in counts)}
+        if timed:
+            self.useful.append(self.counts[i].useful / elapsed)
+            self.executed.append(self.counts[i].executed / elapsed)
+
+    def result(self) -> dict:
+        return {"useful": median(self.useful), "executed": median(self.executed),
+                "ratio": sum(c.executed for c in self.counts) / sum(c.useful for c in self.counts)}
+
+
+def throughput(case: tuple, split, steps: int) -> dict[str, dict]:
+    """Before, after and after with buckets, stepped in turn with the matmul rate measured between, so that
+    other processes' load falls on all alike."""
+    runners = {"before": StepRunner(*case, split, buckets=False, before=True),
+               "after": StepRunner(*case, split, buckets=False, before=False),
+               "buckets": StepRunner(*case, split, buckets=True, before=False)}
+    rates = []
+    for i in range(steps + 2):
+        for runner in runners.values():
+            runner.step(i, timed=i >= 2)  # the first steps warm up allocators
+        rates.append(matmul_rate())
+    return {"matmul": median(rates), **{name: runner.result() for name, runner in runners.items()}}
 
 
 def trial_share(cfg: TrialConfig, root: Path) -> dict:
@@ -130,13 +155,9 @@ def main() -> None:
     keep_freed_memory()  # as the Trainer does on the CPU
     torch.set_num_threads(args.threads)
     split = leave_one_out(load_dataset("ml-1m"))
-    peak = matmul_rate()
     rows = []
     for case in CASES:
-        with before_issue_26():
-            before = throughput(*case, split, args.steps, buckets=False)
-        rows.append({"case": case, "before": before, "after": throughput(*case, split, args.steps, buckets=False),
-                     "buckets": throughput(*case, split, args.steps, buckets=True)})
+        rows.append({"case": case, **throughput(case, split, args.steps)})
         print(rows[-1], flush=True)
     shares = [] if args.no_trials else eval_shares(Path(tempfile.mkdtemp()))
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -144,13 +165,14 @@ def main() -> None:
         "# Training throughput and evaluation share on ML-1M (CPU)", "",
         f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s); "
         f"date {date.today()}; git {sha}",
-        f"measured fp32 matmul rate (1024^3, {args.threads} thread(s)): {peak / 1e9:.1f} GFLOP/s", "",
+        "matmul rate: fp32 1024^3 matmuls timed between the steps of each preset (median), "
+        f"{min(r['matmul'] for r in rows) / 1e9:.1f} to {max(r['matmul'] for r in rows) / 1e9:.1f} GFLOP/s", "",
         f"batch 128, {args.steps} steps after 2 of warm-up (median step); useful = jagged causal FLOPs (the "
         "budget's), executed = what runs (ratio over a whole epoch). before: shuffled batches, padded attention; "
         "after: HSTU attention over tiles (the default); + buckets: after, with length buckets.", "",
         "| preset | task | length | useful GFLOP/s before / after / + buckets | executed GFLOP/s before / after / "
-        "+ buckets | executed / useful before / after / + buckets | useful / matmul rate before / after / + buckets |",
-        "|---|---|---|---|---|---|---|",
+        "+ buckets | executed / useful before / after / + buckets | useful / matmul rate before / after / + buckets | matmul GFLOP/s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         family, size, task, length = r["case"]
@@ -158,7 +180,7 @@ def main() -> None:
         lines.append(f"| {family}-{size} | {task} | {length} | "
                      + " | ".join(" / ".join(fmt(run) for run in runs) for fmt in (
                          lambda x: f"{x['useful'] / 1e9:.2f}", lambda x: f"{x['executed'] / 1e9:.2f}",
-                         lambda x: f"{x['ratio']:.2f}", lambda x: f"{x['useful'] / peak:.0%}")) + " |")
+                         lambda x: f"{x['ratio']:.2f}", lambda x: f"{x['useful'] / r['matmul']:.0%}")) + f" | {r['matmul'] / 1e9:.1f} |")
     if shares:
         lines += ["", f"Evaluation share of a trial's wall time: `{SPEC.relative_to(SPEC.parents[2])}`, the smallest "
                   "budget of each size (seed 0, one thread each, run one at a time).", "",

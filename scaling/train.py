@@ -244,14 +244,14 @@ class Trainer:
         row = self.base_row("done" if is_final else "running", "final" if is_final else "val")
         row.update({f"val/{k}": v for k, v in metrics.items()})
         if is_final:
-            last = self.evaluate_split("test")
-            row.update({f"test_last/{k}": v for k, v in last.items()})
-            if self.state.best_step != self.state.step:  # else the best model is this one: tested once
+            last = best = self.evaluate_split("test")  # where the best point is this one, tested once
+            if self.state.best_step != self.state.step:
                 current = copy.deepcopy(self.model.state_dict())
                 self.model.load_state_dict(self.best_model_state)
-                last = self.evaluate_split("test")
+                best = self.evaluate_split("test")
                 self.model.load_state_dict(current)
-            row.update({f"test/{k}": v for k, v in last.items()})
+            row.update({f"test_last/{k}": v for k, v in last.items()})
+            row.update({f"test/{k}": v for k, v in best.items()})
             row["best_step"] = self.state.best_step
         self.state.loss_sum, self.state.loss_count = 0.0, 0
         return row
