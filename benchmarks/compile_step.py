@@ -3,7 +3,7 @@
 For each family at size s on ML-1M (the CPU study's settings: histories of 50, batch 128 in length
 buckets, one thread): seconds of the first compiled steps (compilation included), seconds per step
 after, against eager; and the steps a trial must take before compiling pays. The CPU study's median
-trial takes about 170 steps (studies/ml1m/retrieval/trials.csv).
+trial takes 88 steps (studies/ml1m/retrieval/trials.csv).
 Run: GRSCALE_DATA_DIR=../shared/data .venv/bin/python benchmarks/compile_step.py
 Writes benchmarks/compile_step.md beside this file.
 """
@@ -28,7 +28,7 @@ from scaling.data.splits import leave_one_out
 from scaling.train import build_trial_model
 
 FAMILIES = ("hstu", "sasrec", "dlrm")
-TYPICAL_STEPS = 170
+TYPICAL_STEPS = 88
 
 
 def step_times(family: str, split, compiled: bool, steps: int) -> list[float]:

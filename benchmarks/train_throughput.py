@@ -14,7 +14,7 @@ size (where evaluation weighs most), before (2,000 validation users, eval batch 
 and after (the spec as committed: validation sized per trial, tiles, eval batch 256).
 Targets (issue 26): executed / useful <= 1.3 for HSTU at ML-1M lengths; useful FLOP/s of hstu-ml1m
 >= 25% of the matmul rate; evaluation <= 25% of every trial's wall time.
-Run: GRSCALE_DATA_DIR=../shared/data .venv/bin/python benchmarks/train_throughput.py [--steps N] [--no-trials]
+Run: GRSCALE_DATA_DIR=../shared/data .venv/bin/python benchmarks/train_throughput.py [--steps N] [--only SECTION]
 Writes benchmarks/train_throughput.md beside this file.
 """
 from __future__ import annotations
@@ -122,8 +122,8 @@ def throughput(case: tuple, split, steps: int) -> dict[str, dict]:
     return {"matmul": median(rates), **{name: runner.result() for name, runner in runners.items()}}
 
 
-def trial_share(cfg: TrialConfig, root: Path) -> dict:
-    final = train_to_budget(cfg, root / f"{cfg.model.preset}-{cfg.budget:g}-{cfg.data.length_buckets}").final
+def trial_share(cfg: TrialConfig, out_dir: Path) -> dict:
+    final = train_to_budget(cfg, out_dir).final
     return {"wall_s": final["wall_s"], "eval_s": final["eval_s"], "val_users": final["val_users"]}
 
 
@@ -136,64 +136,89 @@ def eval_shares(root: Path) -> list[dict]:
             smallest[cfg.model.preset] = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, threads=1))
     rows = []
     for preset, cfg in smallest.items():
-        after = trial_share(cfg, root)
+        after = trial_share(cfg, root / f"{preset}-after")
         old = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val_users=2000, length_buckets=False),
                                   runtime=dataclasses.replace(cfg.runtime, eval_batch_size=512))
         with before_issue_26():
-            before = trial_share(old, root)
+            before = trial_share(old, root / f"{preset}-before")
         rows.append({"preset": preset, "budget": cfg.budget, "before": before, "after": after})
         print(rows[-1], flush=True)
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (a CPU sweep's trial runs on 1)")
-    parser.add_argument("--no-trials", action="store_true", help="skip the evaluation-share trials")
-    args = parser.parse_args()
-    keep_freed_memory()  # as the Trainer does on the CPU
-    torch.set_num_threads(args.threads)
-    split = leave_one_out(load_dataset("ml-1m"))
+SECTIONS = ("throughput", "trials")
+OUT = Path(__file__).parent / "train_throughput.md"
+
+
+def throughput_section(split, steps: int, threads: int) -> str:
     rows = []
     for case in CASES:
-        rows.append({"case": case, **throughput(case, split, args.steps)})
+        rows.append({"case": case, **throughput(case, split, steps)})
         print(rows[-1], flush=True)
-    shares = [] if args.no_trials else eval_shares(Path(tempfile.mkdtemp()))
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [
-        "# Training throughput and evaluation share on ML-1M (CPU)", "",
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s); "
-        f"date {date.today()}; git {sha}",
-        "matmul rate: fp32 1024^3 matmuls timed between the steps of each preset (median), "
-        f"{min(r['matmul'] for r in rows) / 1e9:.1f} to {max(r['matmul'] for r in rows) / 1e9:.1f} GFLOP/s", "",
-        f"batch 128, {args.steps} steps after 2 of warm-up (median step); useful = jagged causal FLOPs (the "
-        "budget's), executed = what runs (ratio over a whole epoch). before: shuffled batches, padded attention; "
-        "after: HSTU attention over tiles (the default); + buckets: after, with length buckets.", "",
+        f"Throughput: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} thread(s); "
+        f"date {date.today()}; git {git_sha()}. fp32 1024^3 matmuls timed between the steps of each preset "
+        "(median: the matmul rate column).", "",
+        f"batch 128, {steps} steps after 2 of warm-up (median step); useful = jagged causal FLOPs (the budget's), "
+        "executed = what runs (ratio over a whole epoch). before: shuffled batches, padded attention; after: HSTU "
+        "attention over tiles (the default); + buckets: after, with length buckets.", "",
         "| preset | task | length | useful GFLOP/s before / after / + buckets | executed GFLOP/s before / after / "
-        "+ buckets | executed / useful before / after / + buckets | useful / matmul rate before / after / + buckets | matmul GFLOP/s |",
+        "+ buckets | executed / useful before / after / + buckets | useful / matmul rate before / after / "
+        "+ buckets | matmul GFLOP/s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         family, size, task, length = r["case"]
         runs = (r["before"], r["after"], r["buckets"])
-        lines.append(f"| {family}-{size} | {task} | {length} | "
-                     + " | ".join(" / ".join(fmt(run) for run in runs) for fmt in (
-                         lambda x: f"{x['useful'] / 1e9:.2f}", lambda x: f"{x['executed'] / 1e9:.2f}",
-                         lambda x: f"{x['ratio']:.2f}", lambda x: f"{x['useful'] / r['matmul']:.0%}")) + f" | {r['matmul'] / 1e9:.1f} |")
-    if shares:
-        lines += ["", f"Evaluation share of a trial's wall time: `{SPEC.relative_to(SPEC.parents[2])}`, the smallest "
-                  "budget of each size (seed 0, one thread each, run one at a time).", "",
-                  "| trial | val users before / after | wall s before / after | evaluation s before / after "
-                  "| evaluation share before / after |", "|---|---|---|---|---|"]
-        for r in shares:
-            b, a = r["before"], r["after"]
-            lines.append(f"| {r['preset']} {r['budget']:.3g} | {b['val_users']} / {a['val_users']} | "
-                         f"{b['wall_s']:.1f} / {a['wall_s']:.1f} | {b['eval_s']:.1f} / {a['eval_s']:.1f} | "
-                         f"{b['eval_s'] / b['wall_s']:.0%} / {a['eval_s'] / a['wall_s']:.0%} |")
-    text = "\n".join(lines) + "\n"
+        cells = [" / ".join(fmt(run) for run in runs) for fmt in (
+            lambda x: f"{x['useful'] / 1e9:.2f}", lambda x: f"{x['executed'] / 1e9:.2f}",
+            lambda x: f"{x['ratio']:.2f}", lambda x: f"{x['useful'] / r['matmul']:.0%}")]
+        lines.append(f"| {family}-{size} | {task} | {length} | {' | '.join(cells)} | {r['matmul'] / 1e9:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def trials_section() -> str:
+    shares = eval_shares(Path(tempfile.mkdtemp()))
+    lines = [f"Evaluation share of a trial's wall time: `{SPEC.relative_to(SPEC.parents[2])}`, the smallest budget "
+             f"of each size (seed 0, one thread each, run one at a time); date {date.today()}; git {git_sha()}.", "",
+             "| trial | val users before / after | wall s before / after | evaluation s before / after "
+             "| evaluation share before / after |", "|---|---|---|---|---|"]
+    for r in shares:
+        b, a = r["before"], r["after"]
+        lines.append(f"| {r['preset']} {r['budget']:.3g} | {b['val_users']} / {a['val_users']} | "
+                     f"{b['wall_s']:.1f} / {a['wall_s']:.1f} | {b['eval_s']:.1f} / {a['eval_s']:.1f} | "
+                     f"{b['eval_s'] / b['wall_s']:.0%} / {a['eval_s'] / a['wall_s']:.0%} |")
+    return "\n".join(lines) + "\n"
+
+
+def git_sha() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
+def previous_sections() -> dict[str, str]:
+    """The sections of the committed results, kept where this run does not redo them."""
+    text = OUT.read_text() if OUT.exists() else ""
+    parts = text.split("<!-- section: ")
+    return {part.split(" -->", 1)[0]: part.split(" -->\n", 1)[1] for part in parts[1:] if " -->\n" in part}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a CPU sweep's trial runs on 1)")
+    parser.add_argument("--only", choices=SECTIONS, help="redo one section, keeping the other from the last results")
+    args = parser.parse_args()
+    keep_freed_memory()  # as the Trainer does on the CPU
+    torch.set_num_threads(args.threads)
+    sections = previous_sections()
+    if args.only in (None, "throughput"):
+        sections["throughput"] = throughput_section(leave_one_out(load_dataset("ml-1m")), args.steps, args.threads)
+    if args.only in (None, "trials"):
+        sections["trials"] = trials_section()
+    text = "# Training throughput and evaluation share on ML-1M (CPU)\n\n" + "\n".join(
+        f"<!-- section: {name} -->\n{sections.get(name, '(not yet measured)' + chr(10))}" for name in SECTIONS)
     print(text)
-    (Path(__file__).parent / "train_throughput.md").write_text(text)
+    OUT.write_text(text)
 
 
 if __name__ == "__main__":
