@@ -1,5 +1,6 @@
-"""HSTU's jagged pointwise attention: the PyTorch reference, the autograd.Function around the
-Triton kernels, and the public dispatcher `hstu_attention`.
+"""HSTU's jagged pointwise attention: the padded PyTorch reference, the autograd.Function around the
+Triton kernels, and the public dispatcher `hstu_attention` ("pytorch" runs the reference's math
+over tiles of real lengths, kernels.hstu_attention_tiles).
 
 Per sequence of length L (local positions i, j) and head h:
     s_ij = alpha * <q_i, k_j> + pos_bias[h, i - j] + time_bias[h, bucket(qts_i - ts_j)]
@@ -27,6 +28,13 @@ def time_bucket_index(dt: torch.Tensor, num_buckets: int) -> torch.Tensor:
     # In place after the first op: this runs on [B, L, L] gaps in every layer of a CPU step.
     gap = dt.abs().clamp_(min=1).to(torch.float32)
     return gap.log_().div_(TIME_BUCKET_LOG_DIVISOR).floor_().clamp_(0, num_buckets - 1).to(torch.int64)
+
+
+def bias_lookup(table: torch.Tensor, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[Hb, N] table at int64 [...] -> [Hb, ...]. A gather, not advanced indexing: its backward is a
+    scatter_add, several times faster on the CPU than index_put."""
+    flat = index.flatten()[None].expand(table.shape[0], -1)
+    return table.to(dtype).gather(1, flat).view(table.shape[0], *index.shape)
 
 
 def validate_inputs(
@@ -114,25 +122,21 @@ def hstu_attention_ref(
     token = (seq_offsets[:-1, None] + pos[None, :]).clamp(max=num_tokens - 1)
     keep = valid[..., None, None].to(q.dtype)
 
-    # index_select and gather rather than advanced indexing: their backward passes are
-    # index_add and scatter_add, several times faster on the CPU than index_put.
+    # index_select rather than advanced indexing: its backward is index_add, several times
+    # faster on the CPU than index_put.
     def pad(x: torch.Tensor) -> torch.Tensor:  # [T, H, D] -> [B, L, H, D]
         return x.index_select(0, token.flatten()).view(*token.shape, *x.shape[1:]) * keep
-
-    def lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # [Hb, N] at [...] -> [Hb, ...]
-        flat = index.flatten()[None].expand(table.shape[0], -1)
-        return table.to(q.dtype).gather(1, flat).view(table.shape[0], *index.shape)
 
     qp, kp, vp = pad(q * alpha), pad(k), pad(v)
     scores = torch.einsum("bihd,bjhd->bhij", qp, kp)  # biases add in place: [B, H, L, L] is the big tensor
     rel = (pos[:, None] - pos[None, :]).clamp(min=0)  # j > i is masked below
     if pos_bias is not None:
-        scores += lookup(pos_bias, rel)[None]  # [1, Hp, L, L]
+        scores += bias_lookup(pos_bias, rel, q.dtype)[None]  # [1, Hp, L, L]
     if time_bias is not None:
         ts = timestamps[token]  # [B, L]
         qts = ts if query_timestamps is None else query_timestamps[token]
         buckets = time_bucket_index(qts[:, :, None] - ts[:, None, :], time_bias.shape[1])
-        scores += lookup(time_bias, buckets).transpose(0, 1)  # [B, Ht, L, L]
+        scores += bias_lookup(time_bias, buckets, q.dtype).transpose(0, 1)  # [B, Ht, L, L]
     causal = (pos[:, None] >= pos[None, :]).to(q.dtype)
     attn = F.silu(scores) * (causal / max_seq_len)
     out = torch.einsum("bhij,bjhd->bihd", attn, vp)  # [B, L, H, Dv]
@@ -195,7 +199,9 @@ def hstu_attention(
 ) -> torch.Tensor:
     """Jagged causal HSTU attention, [T, H, Dqk] x2 + [T, H, Dv] -> [T, H, Dv]; see module doc."""
     if resolve_kernel(kernel, q.device) == "pytorch":
-        return hstu_attention_ref(q, k, v, seq_offsets, max_seq_len, timestamps=timestamps,
+        from kernels.hstu_attention_tiles import hstu_attention_tiled  # it imports this module
+
+        return hstu_attention_tiled(q, k, v, seq_offsets, max_seq_len, timestamps=timestamps,
                                   pos_bias=pos_bias, time_bias=time_bias, alpha=alpha,
                                   query_timestamps=query_timestamps)
     validate_inputs(q, k, v, seq_offsets, max_seq_len, timestamps, pos_bias, time_bias, query_timestamps)

@@ -52,6 +52,8 @@ class DataConfig:
     ties: str = "file"  # a user's equal timestamps: "file" order | "shuffle" (as the HSTU paper's sort)
     max_seq_len: int = 200  # histories are cut to their last max_seq_len items
     val_users: int = 0  # validate on a fixed random sample of this many users (0 = all); test uses all
+    # Training batches of sequences of similar length (scaling.data.loader): less padding, same epochs.
+    length_buckets: bool = False
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # the synthetic dataset's parameters
     allow_modified: bool = False  # accept a named dataset's file that differs from the official one
 
@@ -116,10 +118,11 @@ class RuntimeConfig:
     threads: int = 0  # torch threads; 0 = torch's default
     progress: bool = True  # a progress bar on stderr
     data_dir: str | None = None  # folder holding the dataset's file (default: $GRSCALE_DATA_DIR, the cache)
-    eval_batch_size: int = 512
+    eval_batch_size: int = 256  # fastest on the 2-core CPU with 128..512 within 10% (benchmarks/eval_cost.md)
     checkpoint_every_s: float = 600.0  # also checkpoint between validation points this often
     workers: int = 1  # data-parallel ranks (a sweep's resources.workers); recorded in every row
     precision: str = "fp32"  # "fp32" | "bf16" (CUDA autocast of the training step; recorded in every row)
+    compile: bool = False  # torch.compile the training step (scaling.compile; measured not to pay on the CPU)
 
 
 @dataclass(frozen=True, kw_only=True)

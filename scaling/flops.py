@@ -7,8 +7,9 @@ Conventions:
 - Only matmuls count: norms, activations, softmax, biases, the elementwise DCNv2 product and
   the attention bias adds are left out, as FlopCounterMode leaves them out.
 - Attention "useful" FLOPs count each sequence's causal pairs, L(L+1)/2 per head (diagonal
-  included), forward + 2x backward. "executed" counts what the padded reference computes: the
-  full B x Lmax x Lmax score matrix; for SASRec's SDPA, backward recomputes the scores
+  included), forward + 2x backward. "executed" counts what the CPU path computes: for HSTU, the
+  pairs of its tiles of real lengths (kernels.hstu_attention_tiles); for SASRec's SDPA, the full
+  B x Lmax x Lmax score matrix, whose backward recomputes the scores
   (FlashAttention style, as torch's FLOP formula counts it): 2.5x forward, except with attention
   dropout (SASRec's original layout), which the CPU runs on SDPA's math path: 2x forward.
   Everything outside attention is the same in both: it runs on the jagged tokens.
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from kernels.hstu_attention_tiles import executed_pairs
 from models.base import check_task
 from models.dlrm import NUM_VECTORS, DLRMConfig
 from models.hstu import HSTUConfig
@@ -93,12 +95,12 @@ def _hstu(c: HSTUConfig, task: str, lengths: list[int]) -> tuple[float, float, f
     tokens, h = sum(lengths), c.num_heads
     per_block = (_mlp_flops(tokens, [c.d_model, 2 * h * (c.dqk + c.dv)])  # U, V, Q, K
                  + _mlp_flops(tokens, [h * c.dv, c.d_model]))
-    causal, padded = _attention_pairs(lengths)
+    causal, tiled = _attention_pairs(lengths)[0], executed_pairs(lengths)
     attn_per_pair = 2.0 * h * (c.dqk + c.dv)  # Q K^T and A V
     head, head_executed, head_rows = _sequence_head_flops(c.d_model, lengths, task, c.loss)
     dense = TRAIN_FACTOR * c.num_blocks * per_block
     useful = dense + TRAIN_FACTOR * (head + c.num_blocks * attn_per_pair * causal)
-    executed = dense + TRAIN_FACTOR * (head_executed + c.num_blocks * attn_per_pair * padded)
+    executed = dense + TRAIN_FACTOR * (head_executed + c.num_blocks * attn_per_pair * tiled)
     rows = tokens * (3 if task == "ranking" else 2) + head_rows  # item, position (, action)
     return useful, executed, rows * c.d_model
 
@@ -179,3 +181,22 @@ def reference_flop_counter() -> FlopCounterMode:
         aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop,
         aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flop,
     })
+
+
+def evaluation_flops(config: HSTUConfig | SASRecConfig | DLRMConfig, task: str, history_length: float,
+                     catalog: int, eval_batch_size: int) -> float:
+    """Modelled forward FLOPs to evaluate one user (scaling.eval_budget sizes validation with it).
+
+    The query: a training forward (1/3 of training_flops) over one sequence of the history's length
+    plus the target (DLRM: one example); retrieval then scores the whole catalog (2 d FLOPs per item),
+    and DLRM's two-tower also runs its item tower over the catalog once per eval batch. A model, not a
+    count: what evaluation costs per FLOP is calibrated apart (scaling.eval_budget.EVAL_COST).
+    """
+    length = 2 if isinstance(config, DLRMConfig) else max(2, round(history_length) + 1)
+    query = training_flops(config, task, [length]).useful / TRAIN_FACTOR
+    if task == "ranking":
+        return query
+    if isinstance(config, DLRMConfig):
+        tower = _mlp_flops(catalog, [config.emb_dim, *config.tower_mlp, config.emb_dim])
+        return query + 2.0 * config.emb_dim * catalog + tower / eval_batch_size
+    return query + 2.0 * config.d_model * catalog

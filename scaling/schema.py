@@ -40,16 +40,17 @@ COORDINATE_COLUMNS = ("sweep", "trial_id", "family", "size", "task", "dataset", 
 # settings, selected between on validation. `overrides` is the model overrides as canonical JSON.
 SETTING_COLUMNS = ("peak_lr", "schedule", "variant", "overrides")
 # What was spent and measured up to a row. `train_s` is the part of `wall_s` spent in training steps,
-# and `mfu` the useful FLOP/s over it divided by the peak of the devices that ran them (their sum over
-# the trial's workers): a data-sheet peak on GPUs, a *measured* fp32 matmul rate on CPUs, as
-# `mfu_basis` says (scaling/peak.py). `epochs` is passes over the training sequences (a
-# float); tables written before it existed lack it, and the analysis reads them as NaN.
+# `eval_s` the part spent evaluating, and `mfu` the useful FLOP/s over train_s divided by the peak of the
+# devices that ran them (their sum over the trial's workers): a data-sheet peak on GPUs, a *measured*
+# fp32 matmul rate on CPUs, as `mfu_basis` says (scaling/peak.py). `val_users` is the validation users (a
+# fixed sample, or all). `epochs` is passes over the training sequences (a float); tables written
+# before it existed lack it, and the analysis reads them as NaN.
 MEASURE_COLUMNS = (
     "flops", "executed_flops", "tokens", "examples", "epochs", "params_embedding", "params_nonembedding", "step",
-    "wall_s", "lr", "train_loss", "train_s", "mfu",
+    "wall_s", "eval_s", "val_users", "lr", "train_loss", "train_s", "mfu",
 )
 # Measures of time: the only columns in which two runs of one trial (an interrupted one resumed, say) differ.
-TIMING_COLUMNS = ("wall_s", "train_s", "mfu")
+TIMING_COLUMNS = ("wall_s", "train_s", "eval_s", "mfu")
 STATUS_COLUMNS = ("status", "error", "eval_kind", "best_step")
 # How the row came to be: the attention kernel, the machine, the data file and whether it is official,
 # the retrieval protocol its metrics are measured under ("full" catalog or "sampled-<N>" negatives),

@@ -26,10 +26,11 @@ from models.base import Recommender, param_counts
 from models.presets import build_model, model_config
 from scaling import schema, typed
 from scaling.allocator import keep_freed_memory
+from scaling.compile import training_step
 from scaling.config import TrialConfig
 from scaling.files import atomic_write, atomic_write_text
 from scaling.data.dataset import load_dataset
-from scaling.data.loader import TrainBatches
+from scaling.data.loader import trial_batches
 from scaling.data.log import DataSource
 from scaling.data.splits import Split, make_split, sample_users
 from scaling.distributed import Ranks
@@ -68,6 +69,7 @@ class TrialState:
     next_eval: int = 0  # index into the eval fractions
     wall_s: float = 0.0
     train_s: float = 0.0  # of wall_s, in training steps (what MFU is measured over)
+    eval_s: float = 0.0  # of wall_s, spent evaluating (validation and test)
     rows_written: int = 0
     loss_sum: float = 0.0  # training loss since the last evaluation
     loss_count: int = 0
@@ -151,8 +153,8 @@ class Trainer:
         except (RuntimeError, ValueError) as error:  # e.g. kernel="triton" without CUDA
             raise GrscaleError(str(error)) from None
         self.params_embedding, self.params_nonembedding = param_counts(self.model, cfg.task)
-        self.batches = TrainBatches(self.split.train, cfg.optim.batch_size, cfg.data.max_seq_len, cfg.seed,
-                                    shard=self.ranks.shard)
+        self.training_loss = training_step(self.model, cfg.runtime.compile)
+        self.batches = trial_batches(self.split.train, cfg, shard=self.ranks.shard)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
                                            weight_decay=cfg.optim.weight_decay)
         self.generator = torch.Generator(device=self.device).manual_seed(self.ranks.seed(cfg.seed + 1))
@@ -222,7 +224,8 @@ class Trainer:
             "flops": s.flops, "executed_flops": s.executed_flops, "tokens": s.tokens, "examples": s.examples,
             "epochs": self.epochs(),
             "params_embedding": self.params_embedding, "params_nonembedding": self.params_nonembedding,
-            "step": s.step, "wall_s": round(s.wall_s, 3), "status": status, "error": None, "eval_kind": eval_kind,
+            "step": s.step, "wall_s": round(s.wall_s, 3), "eval_s": round(s.eval_s, 3),
+            "val_users": self.val_set.num_examples, "status": status, "error": None, "eval_kind": eval_kind,
             "kernel": self.kernel, "node": socket.gethostname(), "eval_protocol": c.eval.protocol if c.task == "retrieval" else None,
             "data_sha256": self.source.sha256 if self.source else None,
             "data_modified": self.source.modified if self.source else None,
@@ -246,7 +249,10 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------------
     def evaluate_split(self, which: str) -> dict[str, float]:
         data = self.val_set if which == "val" else self.split.test
-        return evaluate_on_ranks(self.model, data, self.cfg, self.device, self.ranks)
+        started = time.perf_counter()
+        metrics = evaluate_on_ranks(self.model, data, self.cfg, self.device, self.ranks)
+        self.state.eval_s += time.perf_counter() - started
+        return metrics
 
     def validation_point(self, is_final: bool) -> dict[str, Any] | None:
         """The evaluation row, or None where the model's validation metric is not finite."""
@@ -263,11 +269,14 @@ class Trainer:
         row = self.base_row("done" if is_final else "running", "final" if is_final else "val")
         row.update({f"val/{k}": v for k, v in metrics.items()})
         if is_final:
-            row.update({f"test_last/{k}": v for k, v in self.evaluate_split("test").items()})
-            current = copy.deepcopy(self.model.state_dict())
-            self.model.load_state_dict(self.best_model_state)
-            row.update({f"test/{k}": v for k, v in self.evaluate_split("test").items()})
-            self.model.load_state_dict(current)
+            last = best = self.evaluate_split("test")  # where the best point is this one, tested once
+            if self.state.best_step != self.state.step:
+                current = copy.deepcopy(self.model.state_dict())
+                self.model.load_state_dict(self.best_model_state)
+                best = self.evaluate_split("test")
+                self.model.load_state_dict(current)
+            row.update({f"test_last/{k}": v for k, v in last.items()})
+            row.update({f"test/{k}": v for k, v in best.items()})
             row["best_step"] = self.state.best_step
         self.state.loss_sum, self.state.loss_count = 0.0, 0
         return row
@@ -283,7 +292,7 @@ class Trainer:
         loss, examples = None, 0
         if batch.batch_size:  # a rank's share of the epoch's last, smaller batch may be empty
             with training_precision(cfg.runtime.precision, self.device):
-                loss, examples = self.model.training_loss(batch.to(self.device), cfg.task, self.generator)
+                loss, examples = self.training_loss(batch.to(self.device), cfg.task, self.generator)
         step = self.ranks.step_totals(loss, examples, count, batch.num_tokens)
         if not math.isfinite(step.loss):
             return step.loss
@@ -368,7 +377,7 @@ class Trainer:
                     error = f"non-finite validation {cfg.selection_metric} at step {s.step}"
                     break
                 s.wall_s = time.perf_counter() - started
-                row["wall_s"] = round(s.wall_s, 3)
+                row["wall_s"], row["eval_s"] = round(s.wall_s, 3), round(s.eval_s, 3)  # with the test
                 self.emit(row)
                 progress.validation(row, cfg.selection_metric)
                 self.save_checkpoint()

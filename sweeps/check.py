@@ -1,16 +1,19 @@
 """The trials a spec runs, decided with the data in hand: every budget must buy at least one
 training step of every size, and a `band` keeps only the (size, budget) cells inside it.
 
-Steps and epochs are counted as the Trainer counts them: the useful FLOPs of the first training
-batch (the trial's seed), and of a whole epoch, on a model built on the meta device (no memory).
+Steps and epochs are counted as the Trainer counts them: the useful FLOPs of the trial's training
+batches (its seed and length buckets; a step is their mean), and of a whole epoch, on a model built
+on the meta device (no memory).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from scaling.config import TrialConfig
 from scaling.errors import GrscaleError
+from scaling.eval_budget import ValidationSizing, val_users_for
 from scaling.schema import short_number
 from sweeps.grid import TrialPlan, expand
 from sweeps.spec import SweepSpec
@@ -20,21 +23,25 @@ from sweeps.spec import SweepSpec
 class SizeCost:
     step: float  # useful FLOPs of one training step
     epoch: float  # useful FLOPs of one pass over the training split
+    eval_user: float  # modelled FLOPs to evaluate one user (scaling.flops.evaluation_flops)
 
 
 def size_cost(cfg: TrialConfig, split) -> SizeCost:
     """What one step and one epoch of `cfg`'s model cost on `split`, as its trial will count them."""
     import torch
 
-    from scaling.data.loader import TrainBatches
-    from scaling.flops import training_flops
+    from scaling.data.loader import trial_batches
+    from scaling.flops import evaluation_flops, training_flops
     from scaling.train import build_trial_model
 
-    batches = TrainBatches(split.train, cfg.optim.batch_size, cfg.data.max_seq_len, cfg.seed)
+    batches = trial_batches(split.train, cfg)
     with torch.device("meta"):
         model = build_trial_model(cfg, split)
     per_batch = [training_flops(model.config, cfg.task, batch.lengths()).useful for batch in batches.epoch(0)]
-    return SizeCost(step=per_batch[0], epoch=sum(per_batch))
+    history = float(split.val.history.lengths().clip(max=cfg.data.max_seq_len).mean())
+    eval_user = evaluation_flops(model.config, cfg.task, history, split.num_items + 1, cfg.runtime.eval_batch_size)
+    # The mean step: with length buckets the first batch may be one of the shortest or longest.
+    return SizeCost(step=sum(per_batch) / len(per_batch), epoch=sum(per_batch), eval_user=eval_user)
 
 
 def _model_name(cfg: TrialConfig) -> str:
@@ -86,7 +93,18 @@ def plan_trials(spec: SweepSpec) -> list[TrialPlan]:
             kept.append(plan)
     if spec.band is not None:
         _check_band_leaves_every_size(spec, kept, costs)
+    if spec.validation is not None:
+        kept = [_sized_validation(plan, spec.validation, costs[_model_name(plan.config)], split) for plan in kept]
     return kept
+
+
+def _sized_validation(plan: TrialPlan, sizing: ValidationSizing, cost: SizeCost, split) -> TrialPlan:
+    """The plan with its validation users set by the spec's sizing rule (scaling.eval_budget)."""
+    cfg = plan.config
+    users = val_users_for(sizing, budget=cfg.budget, num_evals=cfg.eval.num_evals, user_flops=cost.eval_user,
+                          test_users=split.test.num_examples, val_users=split.val.num_examples)
+    config = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, val_users=users))
+    return dataclasses.replace(plan, config=config)
 
 
 def _check_band_leaves_every_size(spec: SweepSpec, kept: list[TrialPlan], costs: dict[str, SizeCost]) -> None:

@@ -19,6 +19,7 @@ from scaling.config import MOVED, TrialConfig
 from scaling.data.logspec import LogSpec, check_dataset
 from scaling.data.synthetic import SyntheticConfig
 from scaling.errors import GrscaleError
+from scaling.eval_budget import ValidationSizing
 
 # Trial fields a spec sets through its own keys (or the grid), never under `trial:`: path -> spec key.
 OWNED = {"task": "task", "budget": "budgets", "seed": "seeds", "model.family": "families",
@@ -91,6 +92,8 @@ class SweepSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     extra_seeds: ExtraSeeds | None = None
     band: Band | None = None  # None: every cell runs, and a budget below one step of a size is an error
+    # Each trial's validation users sized to its cost (scaling.eval_budget); None: trial.data.val_users
+    validation: ValidationSizing | None = None
     dataset: str | LogSpec = "synthetic"  # a registry name, or your own log's column mapping
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     task: str = "retrieval"
@@ -260,6 +263,11 @@ def validate_spec(spec: SweepSpec) -> None:
             _positive(spec.band.max_epochs, "spec.band.max_epochs")
     _check_trial(spec)
     _check_resources(spec.resources)
+    if spec.validation is not None:
+        spec.validation.validate("spec.validation")
+        if spec.trial.get("data", {}).get("val_users"):
+            raise GrscaleError("spec.trial.data.val_users: spec.validation sizes each trial's validation; "
+                               "set one of the two")
     limit = spec.max_concurrent_trials
     if limit is not None and limit < 1:
         raise GrscaleError(f"spec.max_concurrent_trials: expected an integer >= 1, got {limit!r}")

@@ -59,9 +59,10 @@ def test_hstu_by_hand():
     flops = training_flops(model.config, "retrieval", [3, 1])
     # Forward: uvqk 2*4*4*8 = 256, output 2*4*2*4 = 64, loss 2 predictions * 2*4*(1+2) = 48
     # useful; executed: positives 2*2*4 = 16 + negatives padded [2 seqs, 2 rows] x 2 -> 2*8*4 = 64;
-    # attention (2+2)*2 = 8 per pair: causal pairs 6+1 = 7 -> 56, padded 2*3*3 = 18 -> 144.
+    # attention (2+2)*2 = 8 per pair: causal pairs 6+1 = 7 -> 56; executed over tiles of real length
+    # (1 < 0.6 * 3: two groups, each one block) 3*3 + 1*1 = 10 -> 80, where padding would run 2*3*3 = 18.
     assert flops.useful == 3 * (256 + 64 + 48 + 56)
-    assert flops.executed == 3 * (256 + 64 + 80 + 144)
+    assert flops.executed == 3 * (256 + 64 + 80 + 80)
     # Rows: 4 items + 4 positions + 2 positives + 2 sequences x 2 negatives, of 4 floats, fwd and bwd.
     assert flops.embedding_bytes == 2 * 14 * 4 * 4
 

@@ -71,8 +71,9 @@ def test_training_improves_on_the_untrained_model(tmp_path):
     assert result.rows[-1]["val/nll"] < result.rows[0]["val/nll"] - 0.2
 
 
-def test_resume_after_interruption_ends_like_an_uninterrupted_run(tmp_path):
-    cfg = tiny(family="sasrec", budget=4e8)
+@pytest.mark.parametrize("family, buckets", [("sasrec", False), ("hstu", True)])
+def test_resume_after_interruption_ends_like_an_uninterrupted_run(tmp_path, family, buckets):
+    cfg = tiny(family=family, budget=4e8, data={"length_buckets": buckets})
     full = train_to_budget(cfg, tmp_path / "full")
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, tmp_path / "cut", reporters=[StopAfter(3)]).run()
@@ -85,6 +86,8 @@ def test_resume_after_interruption_ends_like_an_uninterrupted_run(tmp_path):
                 assert a[key] == pytest.approx(b[key], rel=1e-6, nan_ok=True), key
             elif key not in schema.TIMING_COLUMNS:
                 assert a[key] == b[key], key
+    final = full.rows[-1]
+    assert 0 < final["eval_s"] < final["wall_s"] and final["val_users"] == TINY.num_users  # all validate
 
 
 def test_a_kill_between_validation_points_loses_at_most_the_checkpoint_interval(tmp_path, monkeypatch):
@@ -141,6 +144,7 @@ def test_validation_on_a_user_sample_leaves_the_test_split_whole(tmp_path):
     # the training path is the same; only the validation metrics (and so the selected point) may move
     assert sampled["flops"] == full["flops"] and sampled["test_last/nll"] == pytest.approx(full["test_last/nll"])
     assert sampled["val/nll"] != pytest.approx(full["val/nll"])
+    assert sampled["val_users"] == 25 and full["val_users"] == TINY.num_users
     with pytest.raises(GrscaleError, match=r"trial.data.val_users: expected an integer >= 0, got -1"):
         tiny(data={"val_users": -1})
 
