@@ -8,7 +8,7 @@ list is kept. The sampled protocol (eval.candidates = N) ranks the target among 
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -23,6 +23,9 @@ from scaling.errors import GrscaleError
 from scaling.metrics import RetrievalAccumulator, binary_metrics, exclude_history, in_history
 
 SCORE_BLOCK = 1 << 24  # scores held at once while ranking ([batch, chunk]: 64 MiB in float32)
+
+# (rank, -log softmax) of a batch's targets over part of the catalog -> the same over all of it.
+Combine = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @contextmanager
@@ -57,9 +60,12 @@ def ranking_logits(model: Recommender, data: EvalSet, cfg: TrialConfig,
 
 
 def evaluate_retrieval(model: Recommender, data: EvalSet, cfg: TrialConfig, device: torch.device,
-                       chunk: int | None = None) -> RetrievalAccumulator:
+                       chunk: int | None = None, items: tuple[int, int] | None = None,
+                       combine: Combine | None = None) -> RetrievalAccumulator:
     """Retrieval metrics of every example of `data` under cfg.eval's protocol, kept per example in its
-    order. `chunk`: catalog items scored at once (default: SCORE_BLOCK scores per batch)."""
+    order. `chunk`: catalog items scored at once (default: SCORE_BLOCK scores per batch). `items`: the
+    ids [low, high) of the catalog this process scores (default all of it), and `combine` merges every
+    batch's (rank, -log softmax) over the processes that score the rest (scaling.sharded_eval)."""
     accumulator = RetrievalAccumulator()
     if cfg.eval.candidates >= model.catalog_size - 2:
         raise GrscaleError(f"eval.candidates: {cfg.eval.candidates} sampled negatives need a catalog of more "
@@ -73,28 +79,34 @@ def evaluate_retrieval(model: Recommender, data: EvalSet, cfg: TrialConfig, devi
                 rank, nll = rank_sampled(model, query, batch, cfg.eval)
             else:
                 block = chunk or min(model.catalog_size, max(1, SCORE_BLOCK // max(batch.batch_size, 1)))
-                rank, nll = rank_in_catalog(model, query, batch, cfg.eval.exclude_history, block)
+                rank, nll = rank_in_catalog(model, query, batch, cfg.eval.exclude_history, block, items)
+                if combine is not None:
+                    rank, nll = combine(rank, nll)
             accumulator.add_ranks(rank, nll)
     return accumulator
 
 
 def rank_in_catalog(model: Recommender, query: torch.Tensor, batch: EvalBatch, exclude: bool,
-                    chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """([B] rank, [B] -log softmax) of each target over the whole catalog, scored `chunk` items at a time.
+                    chunk: int, items: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """([B] rank, [B] -log softmax) of each target over the whole catalog, scored `chunk` items at a time;
+    over the ids [low, high) alone where `items` is given (the target's own score always counts, so the
+    parts of a catalog split by items add up: ranks by sum, -log softmax by log-sum-exp).
 
     A matmul's rounding depends on its shape, so a target scored apart from the items it is compared
     with could lose a tie by an ulp. Each chunk is therefore scored together with the batch's targets
     (B more columns, padded to one shape for every chunk), and each row compares its chunk's items with
     its target's score from the same product, as the one-piece evaluation does.
     """
-    targets, device, size = batch.target_item_ids, query.device, model.catalog_size
+    targets, device = batch.target_item_ids, query.device
+    low, high = items or (0, model.catalog_size)
     rows = torch.arange(query.shape[0], device=device)
     above = torch.zeros(query.shape[0], dtype=torch.int64, device=device)
     log_total = torch.full((query.shape[0],), float("-inf"), device=device)
-    for start in range(0, size, chunk):
-        items = torch.arange(start, start + chunk, device=device)
-        items = torch.where(items < size, items, 0)  # the last chunk padded with id 0, which scores -inf
-        block = model.score_items(query, torch.cat([items, targets])).float()
+    target_scores = torch.zeros(query.shape[0], device=device)  # an empty range: -log softmax -inf, a sum's zero
+    for start in range(low, high, chunk):
+        ids = torch.arange(start, start + chunk, device=device)
+        ids = torch.where(ids < high, ids, 0)  # the last chunk padded with id 0, which scores -inf
+        block = model.score_items(query, torch.cat([ids, targets])).float()
         target_scores, block = block[rows, chunk + rows], block[:, :chunk]
         if exclude:
             block = exclude_history(block, batch.history.item_ids, batch.history.offsets, targets, start)

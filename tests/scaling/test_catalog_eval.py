@@ -138,3 +138,55 @@ def test_chunked_figures_on_ml1m_match_the_one_piece_scores():
     reference = one_piece(model, split.test, cfg)
     chunked = evaluate_retrieval(model, split.test, cfg, torch.device("cpu"), chunk=1000).per_example()
     assert_same_figures(chunked, reference)
+
+
+class ThreadRanks:
+    """Two ranks as two threads of this process: gather by a barrier (what dist.all_gather_object does)."""
+
+    def __init__(self, world: int) -> None:
+        import threading
+
+        self.barrier, self.slots, self.world = threading.Barrier(world), [None] * world, world
+
+    def rank(self, rank: int):
+        from scaling.distributed import Ranks
+
+        group = self
+
+        class Member(Ranks):
+            def gather(self, value):
+                group.slots[self.rank] = value
+                group.barrier.wait()
+                out = list(group.slots)
+                group.barrier.wait()  # no rank overwrites its slot before every rank has read them
+                return out
+
+        return Member(rank, group.world)
+
+
+@pytest.mark.parametrize("exclude", [True, False])
+def test_a_catalog_split_by_items_over_ranks_gives_one_process_figures(monkeypatch, exclude):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import scaling.sharded_eval as sharded
+    from scaling.data.splits import select_examples
+    from scaling.evaluate import evaluate
+
+    cfg = trial("hstu", exclude_history=exclude)
+    split = leave_one_out(generate_synthetic(TINY))
+    torch.manual_seed(0)
+    model = build_trial_model(cfg, split).eval()
+    few = select_examples(split.test, np.arange(40))  # 40 users, a catalog of 91 ids: split by items
+    shares = []
+    real = sharded.evaluate_retrieval
+    monkeypatch.setattr(sharded, "evaluate_retrieval", lambda *a, **k: shares.append(k.get("items")) or real(*a, **k))
+    group = ThreadRanks(2)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda r: sharded.evaluate_on_ranks(model, few, cfg, torch.device("cpu"),
+                                                                     group.rank(r)), range(2)))
+    assert sorted(shares) == [(0, 46), (46, 91)]
+    reference = evaluate(model, few, cfg, torch.device("cpu"))
+    for result in results:
+        assert result.keys() == reference.keys()
+        for name, value in reference.items():
+            assert result[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
