@@ -22,6 +22,7 @@ from scaling.data.synthetic import SyntheticConfig
 from scaling.errors import GrscaleError
 
 SCHEDULES = ("cosine", "constant", "wsd")
+DECAY_SHAPES = ("linear", "1-sqrt")  # wsd's cooldown: 1-sqrt is Hagele et al. 2024's, matching cosine
 DEVICES = ("cpu", "cuda", "auto")
 KERNELS = ("auto", "pytorch", "triton")
 PRECISIONS = ("fp32", "bf16")  # bf16: autocast of the training forward on CUDA, fp32 master weights
@@ -86,8 +87,11 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     weight_decay: float = 0.0
     schedule: str = "cosine"  # warmup + cosine | constant (after warmup) | wsd (warmup-stable-decay)
-    warmup_fraction: float = 0.02
-    decay_fraction: float = 0.2  # wsd: the last fraction of the budget decays linearly to 0
+    warmup_fraction: float = 0.02  # of the budget; or, independent of the budget, one of:
+    warmup_steps: int = 0  # optimizer steps of linear warmup (then warmup_fraction must be 0)
+    warmup_flops: float = 0.0  # training FLOPs of linear warmup (then warmup_fraction must be 0)
+    decay_fraction: float = 0.2  # wsd: the last fraction of the budget cools down to 0
+    decay_shape: str = "linear"  # wsd's cooldown: "linear" | "1-sqrt" (lr * (1 - sqrt(progress)))
     min_lr_ratio: float = 0.1  # cosine ends at lr * min_lr_ratio
     grad_clip: float = 1.0  # max gradient norm; 0 disables
     batch_size: int = 128  # training sequences (or impressions' users) per step
@@ -193,6 +197,7 @@ class TrialConfig:
         choice("model.loss.negatives_per", self.model.loss.negatives_per, NEGATIVES_PER)
         choice("model.kernel", self.model.kernel, KERNELS)
         choice("optim.schedule", self.optim.schedule, SCHEDULES)
+        choice("optim.decay_shape", self.optim.decay_shape, DECAY_SHAPES)
         choice("runtime.device", self.runtime.device, DEVICES)
         choice("runtime.precision", self.runtime.precision, PRECISIONS)
         if self.runtime.precision == "bf16" and self.runtime.device == "cpu":
@@ -219,6 +224,13 @@ class TrialConfig:
                             ("optim.min_lr_ratio", self.optim.min_lr_ratio)):
             if not 0 <= value <= 1:
                 fail(path, f"expected a fraction in [0, 1], got {value}")
+        if self.optim.warmup_steps < 0 or self.optim.warmup_flops < 0:
+            fail("optim", f"warmup_steps and warmup_flops must be >= 0, got {self.optim.warmup_steps} and "
+                          f"{self.optim.warmup_flops}")
+        warmups = [name for name in ("warmup_fraction", "warmup_steps", "warmup_flops") if getattr(self.optim, name) > 0]
+        if len(warmups) > 1:
+            fail("optim", f"{' and '.join(warmups)} both set: warm up by one of them (set the others to 0; "
+                          "warmup_fraction's default is 0.02)")
         if self.optim.grad_clip < 0 or self.optim.weight_decay < 0:
             fail("optim", "grad_clip and weight_decay must be >= 0")
         if not 0 <= self.model.dropout < 1:

@@ -286,7 +286,7 @@ class Trainer:
         cfg, s = self.cfg, self.state
         started = time.perf_counter()
         count = training_flops(self.model.config, cfg.task, batch.lengths())
-        lr = lr_at(s.flops / cfg.budget, cfg.optim)
+        lr = lr_at(s.flops / cfg.budget, cfg.optim, step=s.step, flops=s.flops)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss, examples = None, 0

@@ -268,10 +268,28 @@ def test_schedules_follow_the_budget():
     wsd = OptimConfig(lr=1.0, schedule="wsd", warmup_fraction=0.0, decay_fraction=0.2)
     assert lr_at(0.5, wsd) == 1.0 and lr_at(0.9, wsd) == pytest.approx(0.5) and lr_at(1.0, wsd) == 0.0
     assert lr_at(0.7, OptimConfig(lr=2.0, schedule="constant")) == 2.0
+    # 1-sqrt cooldown: at a quarter of the cooldown, 1 - sqrt(1/4) of the peak.
+    one_sqrt = OptimConfig(lr=1.0, schedule="wsd", warmup_fraction=0.0, decay_fraction=0.2, decay_shape="1-sqrt")
+    assert lr_at(0.8, one_sqrt) == 1.0 and lr_at(0.85, one_sqrt) == pytest.approx(0.5) and lr_at(1.0, one_sqrt) == 0.0
+    # Warmups independent of the budget: by steps and by FLOPs, whatever fraction of it is spent.
+    by_steps = OptimConfig(lr=1.0, schedule="wsd", warmup_fraction=0.0, warmup_steps=100)
+    assert lr_at(0.001, by_steps, step=25) == pytest.approx(0.25) and lr_at(0.5, by_steps, step=100) == 1.0
+    by_flops = OptimConfig(lr=1.0, schedule="constant", warmup_fraction=0.0, warmup_flops=1e9)
+    assert lr_at(0.3, by_flops, flops=5e8) == pytest.approx(0.5) and lr_at(0.3, by_flops, flops=2e9) == 1.0
     fractions = eval_fractions(8, 0.01)
     assert len(fractions) == 8 and fractions[0] == pytest.approx(0.01) and fractions[-1] == 1.0
     ratios = [b / a for a, b in zip(fractions, fractions[1:])]
     assert max(ratios) == pytest.approx(min(ratios))
+
+
+def test_warmups_and_cooldown_shapes_are_checked():
+    with pytest.raises(GrscaleError, match=r"trial.optim: warmup_fraction and warmup_steps both set: warm up by one"):
+        tiny(optim={"warmup_steps": 10})  # warmup_fraction keeps its default 0.02
+    with pytest.raises(GrscaleError, match=r"trial.optim.decay_shape: unknown value 'sqrt'; known: linear, 1-sqrt"):
+        tiny(optim={"schedule": "wsd", "decay_shape": "sqrt"})
+    with pytest.raises(GrscaleError, match=r"warmup_steps and warmup_flops must be >= 0"):
+        tiny(optim={"warmup_fraction": 0.0, "warmup_flops": -1.0})
+    assert tiny(optim={"warmup_fraction": 0.0, "warmup_steps": 10}).optim.warmup_steps == 10
 
 
 def test_config_from_yaml_rejects_unknown_fields(tmp_path):
