@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shlex
 import sys
@@ -33,6 +34,9 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 # Tune's own SIGINT handler ends the run loop, kills the running trials unsaved and advises
 # `Tuner.restore`; the sweep handles SIGINT itself (scaling.interrupts), so Tune must not take it over.
 os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+# A failed trial is recorded in its folder and printed as one line (ProgressPrinter); Tune would
+# also log the Ray traceback of every trial whose worker died.
+os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
 import ray  # noqa: E402
 import yaml  # noqa: E402
@@ -60,6 +64,9 @@ from sweeps.wandb_logging import WandbSettings, resolve_mode  # noqa: E402
 # (the trial folders are its record); after a stop it warns about each trial that was about to
 # start and never reported: nothing the user needs to know.
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+# ... and at the end lists the trials that errored, by Tune's ids: their one-line failures named them already.
+logging.getLogger("ray.tune.tune").addFilter(
+    lambda record: not record.getMessage().startswith("Trials did not complete"))
 
 DEFAULT_OUT = Path("runs")
 
@@ -124,10 +131,27 @@ class ProgressPrinter(tune.Callback):
         plan = self.by_id[trial.config["trial_id"]]
         trial_dir = self.sweep_dir / TRIALS_DIR / plan.trial_id
         if read_outcome(trial_dir).state not in FINISHED:
-            error = trial.get_error()
-            message = str(error).strip().splitlines()[0] if error else "the trial's Ray worker failed"
-            record_failure(trial_dir, plan.config, message)
+            # Tune has written the error to the trial's local error file (its storage copy comes later).
+            try:
+                error = Path(trial.error_file).read_text()
+            except (OSError, TypeError):
+                error = ""
+            record_failure(trial_dir, plan.config, worker_death_line(error))
         self._ended(plan.trial_id, {})
+
+
+def worker_death_line(error: str) -> str:
+    """One line for a trial whose Ray worker process died under it, from the error text Tune recorded."""
+    memory = re.search(r"was ([\d.]+ ?[KMGT]?B) used / ([\d.]+ ?[KMGT]?B) limit", error)
+    if memory or "running low on memory" in error:
+        usage = f" ({memory[1]} used of {memory[2]})" if memory else ""
+        return (f"Ray's memory monitor killed the trial's worker: the node ran out of memory{usage}; run fewer "
+                f"trials at once (max_concurrent_trials) or on a machine with more memory")
+    if "actor died" in error or "worker process has died" in error or not error.strip():
+        return ("the trial's Ray worker process died (killed by a signal or the kernel's out-of-memory killer, "
+                "or crashed)")
+    lines = [line for line in error.strip().splitlines() if not line.startswith("Failure # ")]
+    return lines[0] if lines else "the trial's Ray worker failed"
 
 
 class StopWhenIdle(tune.Stopper):
@@ -250,7 +274,10 @@ def _tuner(spec: SweepSpec, sweep_dir: Path, todo: list[TrialPlan], payloads: di
     return tune.Tuner(
         trainable,
         param_space={"trial_id": tune.grid_search([p.trial_id for p in todo])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent_trials(spec), reuse_actors=True,
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent_trials(spec),
+                                    # A process per trial would start torch again for each (2 s); a reused
+                                    # one hands back its freed memory between trials (sweeps/trainable.py).
+                                    reuse_actors=True,
                                     trial_dirname_creator=_tune_dirname),
         run_config=tune.RunConfig(storage_path=str(sweep_dir), name="tune", verbose=0, stop=stopper,
                                   callbacks=[printer, tune.logger.JsonLoggerCallback()],
@@ -285,6 +312,13 @@ def _run_trials(spec: SweepSpec, sweep_dir: Path, plans: list[TrialPlan], todo: 
     except KeyboardInterrupt:
         if not signals.at_once:  # not the second signal's
             raise
+    except RuntimeError as error:
+        # Ray's memory monitor killing a trial's actor outside its training task (while it starts)
+        # raises an error Tune's run loop does not handle: the loop ends, every trial stops where it is.
+        if not isinstance(error.__cause__, ray.exceptions.OutOfMemoryError):
+            raise
+        print(f"the sweep stopped: {worker_death_line(str(error.__cause__))}; unfinished trials resume from their "
+              f"last checkpoint with --resume", file=sys.stderr, flush=True)
     finally:
         ray.shutdown()
         signals.restore()

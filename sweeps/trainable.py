@@ -11,12 +11,14 @@ not a Ray message: workers on other nodes see the sweep folder, which every node
 """
 from __future__ import annotations
 
+import gc
 import socket
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scaling.allocator import return_freed_memory
 from sweeps.spec import Resources
 from sweeps.wandb_logging import WandbSettings
 
@@ -100,3 +102,6 @@ def run_trial(config: dict[str, Any], payloads: dict[str, TrialPayload]) -> None
     finally:
         if wandb_run is not None:
             wandb_run.finish(status, error)
+        # The actor runs the sweep's next trial: what this one's allocator kept goes back first.
+        gc.collect()
+        return_freed_memory()

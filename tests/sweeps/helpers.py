@@ -62,6 +62,36 @@ def run_cli(*args: str, timeout: float = 150) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+def _descendants(pid: int) -> set[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = set(), [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = {child for child, p in parents.items() if p == parent} - found
+        found |= children
+        frontier.extend(children)
+    return found
+
+
+def ray_processes_of(pid: int, name: bytes) -> list[int]:
+    """The Ray worker processes named `name` (b"ray::ImplicitFunc": Tune trials; b"ray::RayTrainWorker")
+    that this sweep started (never another Ray's on the machine)."""
+    found = []
+    for child in _descendants(pid):
+        try:
+            if Path(f"/proc/{child}/cmdline").read_bytes().startswith(name):
+                found.append(child)
+        except OSError:
+            continue
+    return found
+
+
 # --- W&B offline runs: the .wandb file is a LevelDB-style log of protobuf Records --------------------
 _BLOCK, _HEADER = 32768, 7
 

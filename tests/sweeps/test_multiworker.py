@@ -21,7 +21,7 @@ from sweeps.grid import expand
 from sweeps.spec import spec_from_dict
 from sweeps.train_workers import DRIVER_BUNDLE, concurrent_trials, trial_resources
 from tests.scaling.local_ranks import run_ranks
-from tests.sweeps.helpers import REPO, run_cli, tiny_spec, write_spec
+from tests.sweeps.helpers import REPO, ray_processes_of, run_cli, tiny_spec, write_spec
 from tests.sweeps.test_resume import _rows_written, _start
 
 
@@ -60,35 +60,6 @@ def test_spec_workers_reach_the_trials_and_their_resources(monkeypatch):
         concurrent_trials(spec)
 
 
-def _descendants(pid: int) -> set[int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found, frontier = set(), [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = {child for child, p in parents.items() if p == parent} - found
-        found |= children
-        frontier.extend(children)
-    return found
-
-
-def _train_workers_of(pid: int) -> list[int]:
-    """The Ray Train worker processes this sweep started (never another Ray's on the machine)."""
-    workers = []
-    for child in _descendants(pid):
-        try:
-            if Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"ray::RayTrainWorker"):
-                workers.append(child)
-        except OSError:
-            continue
-    return workers
-
-
 def _wait_for_rows(trial_dir: Path, proc, rows: int, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while _rows_written(trial_dir) < rows:
@@ -117,7 +88,7 @@ def test_killed_sweep_resumes_exactly_and_a_dead_worker_fails_only_its_trial(tmp
     proc = _start(spec_path, out, "--resume", "--no-wandb")
     run_ranks(long_cfg, tmp_path / "reference", 2)
     _wait_for_rows(trials / SHORT, proc, 2)
-    workers = _train_workers_of(proc.pid)
+    workers = ray_processes_of(proc.pid, b"ray::RayTrainWorker")
     assert len(workers) == 2, workers
     os.kill(max(workers), signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=180)
