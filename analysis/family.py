@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.bootstrap import Batch, Interval, Points, best_per_budget, percentile_interval
+from analysis.bootstrap import (
+    Batch, BestPerBudget, Interval, Points, best_per_budget, centred_on_curve, percentile_interval,
+)
 from analysis.powerlaw import (
     FORMS, LogLinearLaw, PowerLaw, SaturatingLaw, exponent_index, fit_batch, law_from_row, predict_log,
     predict_value,
@@ -99,7 +101,7 @@ def fit_family(points: Points, batch: Batch, level: float) -> FamilyFit:
     best = best_per_budget(points, batch)
     log_c, log_q = np.log(points.flops), np.log(batch.values)
     valid = best.drawn.sum(axis=1) >= MIN_BUDGETS
-    params = {form: fit_batch(form, log_c, log_q, best.weights, delta=batch.huber_delta) for form in FORMS}
+    params = fit_forms(points, batch, best)
     samples = {form: np.where(valid[1:, None], p[1:], np.nan) for form, p in params.items()}
     intervals = {
         f"{form}.{name}": percentile_interval(samples[form][:, j], level)
@@ -144,6 +146,22 @@ def fit_family(points: Points, batch: Batch, level: float) -> FamilyFit:
         n_valid=int(valid[1:].sum()),
         samples=samples,
     )
+
+
+def fit_forms(points: Points, batch: Batch, best: BestPerBudget) -> dict[str, np.ndarray]:
+    """Each form's parameters (rows, k) over the batch. The straight-line forms are fitted to the
+    batch as drawn: for a linear estimator the centre of the resamples does not move their spread.
+    The saturating law is not linear: its resamples are centred on its own fit to the measured data
+    (row 0) rather than on the cell means, whose noise would otherwise widen its intervals beyond
+    their level (benchmarks/fit_coverage.md)."""
+    log_c = np.log(points.flops)
+    params = {form: fit_batch(form, log_c, np.log(batch.values), best.weights, delta=batch.huber_delta)
+              for form in FORMS if form != "saturating"}
+    measured = fit_batch("saturating", log_c, np.log(batch.values[:1]), best.weights[:1], delta=batch.huber_delta)
+    curve = predict_log("saturating", measured, log_c)[0]
+    values = centred_on_curve(batch, curve, best.weights[0] > 0)
+    params["saturating"] = fit_batch("saturating", log_c, np.log(values), best.weights, delta=batch.huber_delta)
+    return {form: params[form] for form in FORMS}
 
 
 def prediction_band(fit: FamilyFit, form: str, flops: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.bootstrap import Points, best_per_budget, huber_delta, resample, residual_dof, small_sample_widening
+from analysis.bootstrap import (
+    Points, as_measured, best_per_budget, centred_on_curve, huber_delta, percentile_interval, resample, residual_dof,
+    small_sample_widening,
+)
+from analysis.family import fit_forms
+from analysis.powerlaw import fit_batch, predict_log
 from analysis.report import build_blocks
 from analysis.results import choose_metric, setting_labels, trial_table
 from analysis.study import analyze
@@ -215,3 +220,49 @@ def test_huber_threshold_follows_the_noise_the_seeds_measure():
     single = Points(**{**replicated.__dict__, "cell": np.arange(4), "size": np.array(["s"] * 4, dtype=object),
                        "budget": np.logspace(12, 13, 4), "setting": np.array(["one setting"] * 4, dtype=object)})
     assert huber_delta(single) == 1e-3 and resample(single, 5, np.random.default_rng(0)).huber_delta == 1e-3
+
+
+def test_a_curved_laws_resamples_are_centred_on_its_fitted_curve():
+    # 2 seeds at 8 budgets of a saturating law, 1% noise: each cell's mean sits off the curve by its
+    # own noise, which a resample centred on the cell means carries into every refit.
+    rng = np.random.default_rng(4)
+    budgets, cell = np.logspace(12, 15, 8), np.repeat(np.arange(8), 2)
+    loss = (5.5 + 2000.0 * budgets[cell] ** -0.25) * np.exp(0.01 * rng.normal(size=16))
+    points = Points(family="hstu", size=np.array(["s"] * 8, dtype=object), budget=budgets,
+                    setting=np.array(["one setting"] * 8, dtype=object), cell=cell, flops=budgets[cell],
+                    tokens=budgets[cell], n_params=np.ones(16), epochs=np.full(16, np.nan), loss=loss,
+                    selection=loss)
+    batch = resample(points, 300, np.random.default_rng(4))
+    best = best_per_budget(points, batch)
+    log_c = np.log(points.flops)
+    params = fit_forms(points, batch, best)
+    measured = fit_batch("saturating", log_c, np.log(loss)[None], np.ones((1, 16)), delta=batch.huber_delta)
+    np.testing.assert_allclose(params["saturating"][0], measured[0], rtol=1e-6)
+    curve = predict_log("saturating", measured, log_c)[0]
+    centred = centred_on_curve(batch, curve, np.arange(16) != 5)  # trial 5 left where it is
+    np.testing.assert_array_equal(centred[0], loss)  # row 0: the data as measured
+    # Every other trial keeps its drawn residual, now about the curve rather than its cell's mean.
+    moved = np.log(centred[1:]) - np.where(np.arange(16) != 5, curve, batch.centres)
+    np.testing.assert_allclose(moved, np.log(batch.values[1:]) - batch.centres, atol=1e-12)
+    # The straight-line forms are fitted to the batch as drawn.
+    np.testing.assert_array_equal(params["power"], fit_batch("power", log_c, np.log(batch.values), best.weights))
+
+    # Resamples about the curve scatter about the point estimate; about the cell means, about a law
+    # shifted by the means' own noise (here by 7% of E's interval).
+    around_means = fit_batch("saturating", log_c, np.log(batch.values), best.weights, delta=batch.huber_delta)
+    for j in (0, 2):  # E and alpha
+        for rows, most in ((params["saturating"], 0.02), (around_means, None)):
+            interval = percentile_interval(rows[1:, j])
+            offset = abs(np.median(rows[1:, j]) - rows[0, j]) / (interval.high - interval.low)
+            if most is not None:
+                assert offset < most
+            else:
+                assert offset > 0.05
+    # The data alone, or a case bootstrap (which redraws the trials themselves): nothing to centre.
+    alone = as_measured(points)
+    assert centred_on_curve(alone, curve, np.ones(16, dtype=bool)) is alone.values
+    distinct = {"cell": np.arange(16), "size": np.array(["s"] * 16, dtype=object),
+                "budget": budgets[cell] * (1 + 1e-9 * np.arange(16)),
+                "setting": np.array(["one setting"] * 16, dtype=object)}
+    single = resample(Points(**{**points.__dict__, **distinct}), 5, rng)
+    assert single.centres is None and centred_on_curve(single, curve, np.ones(16, dtype=bool)) is single.values
