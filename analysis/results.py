@@ -73,6 +73,8 @@ def load_results(path: str | Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise GrscaleError(f"{path} lacks the columns {', '.join(missing)}")
+    if "branch_role" in frame.columns:  # a branched sweep's trunk is no point of the grid (its branches are)
+        frame = frame[frame["branch_role"].ne("trunk")].reset_index(drop=True)
     if frame.empty:
         raise GrscaleError(f"{path} has no rows")
     wrong = [c for c in NUMERIC_COLUMNS if not pd.api.types.is_numeric_dtype(frame[c])]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -129,6 +129,21 @@ class RuntimeConfig:
     compile: bool = False  # torch.compile the training step (scaling.compile; measured not to pay on the CPU)
 
 
+BRANCH_ROLES = ("none", "trunk", "branch")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BranchConfig:
+    """Where a trial sits in a WSD sweep whose budgets share a trunk (a spec's `schedule: {kind:
+    wsd-branched}`, sweeps/branching.py): a trunk trains at constant rate and saves a snapshot where
+    each budget's cooldown starts; a branch starts from one and spends the rest of its budget cooling down."""
+
+    role: str = "none"  # "none" (an independent trial) | "trunk" | "branch"
+    snapshots: list[float] = field(default_factory=list)  # trunk: the FLOPs at which it saves a snapshot
+    trunk: str = ""  # branch: the trunk's trial id; its folder lies beside this trial's
+    start: float = 0.0  # branch: the trunk's snapshot it starts from (FLOPs)
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrialConfig:
     model: ModelConfig
@@ -139,6 +154,7 @@ class TrialConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    branch: BranchConfig = field(default_factory=BranchConfig)
 
     @property
     def selection_metric(self) -> str:
@@ -155,6 +171,14 @@ class TrialConfig:
     def identity(self) -> dict[str, Any]:
         """What the trial computes: every section but runtime."""
         return {k: v for k, v in self.to_dict().items() if k != "runtime"}
+
+    def shared_with_trunk(self) -> dict[str, Any]:
+        """The identity a trunk and its branches share: all but the budget, the schedule and the lineage."""
+        identity = self.identity()
+        identity.pop("budget"), identity.pop("branch")
+        identity["optim"] = {k: v for k, v in identity["optim"].items()
+                             if k not in ("schedule", "decay_fraction", "decay_shape")}
+        return identity
 
     @property
     def setting(self) -> dict[str, Any]:
@@ -231,6 +255,7 @@ class TrialConfig:
         if len(warmups) > 1:
             fail("optim", f"{' and '.join(warmups)} both set: warm up by one of them (set the others to 0; "
                           "warmup_fraction's default is 0.02)")
+        self._validate_branch(fail)
         if self.optim.grad_clip < 0 or self.optim.weight_decay < 0:
             fail("optim", "grad_clip and weight_decay must be >= 0")
         if not 0 <= self.model.dropout < 1:
@@ -247,6 +272,32 @@ class TrialConfig:
             self.data.synthetic.validate()
         except GrscaleError as error:
             fail("data.synthetic", str(error))
+
+
+    def _validate_branch(self, fail: Callable[[str, str], None]) -> None:
+        branch = self.branch
+        if branch.role not in BRANCH_ROLES:
+            fail("branch.role", f"unknown value {branch.role!r}; known: {', '.join(BRANCH_ROLES)}")
+        if branch.role == "none":
+            return
+        if self.optim.warmup_fraction > 0:
+            fail("optim.warmup_fraction", f"a {branch.role} of a branched sweep warms up by steps or FLOPs "
+                                          "(warmup_steps or warmup_flops): a trunk's warmup cannot depend on the "
+                                          "budgets its branches end at")
+        if branch.role == "trunk":
+            points = branch.snapshots
+            if self.optim.schedule != "constant":
+                fail("optim.schedule", f"a trunk trains at constant rate, got {self.optim.schedule!r}")
+            if not points or points != sorted(points) or points[0] <= 0 or points[-1] != self.budget:
+                fail("branch.snapshots", f"expected ascending positive FLOPs ending at the budget "
+                                         f"({self.budget:g}), got {points!r}")
+        else:
+            if self.optim.schedule != "wsd":
+                fail("optim.schedule", f"a branch cools down (wsd), got {self.optim.schedule!r}")
+            if not branch.trunk:
+                fail("branch.trunk", "a branch names the trunk it starts from")
+            if not 0 < branch.start < self.budget:
+                fail("branch.start", f"expected FLOPs between 0 and the budget ({self.budget:g}), got {branch.start!r}")
 
 
 def read_config_fields(path: Path) -> dict[str, Any]:

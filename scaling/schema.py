@@ -57,6 +57,12 @@ STATUS_COLUMNS = ("status", "error", "eval_kind", "best_step")
 # the data-parallel workers and the training precision ("fp32" | "bf16" autocast), and MFU's peak.
 PROVENANCE_COLUMNS = ("kernel", "node", "data_sha256", "data_modified", "select_on", "eval_protocol", "workers",
                       "precision", "mfu_basis")
+# Where a trial of a branched WSD sweep comes from (sweeps/branching.py): `branch_role` is "trunk" or
+# "branch" (empty for an independent trial), `trunk` a branch's trunk, `branch_flops` the FLOPs it
+# took over from that trunk (its own spend is flops - branch_flops). A branch's rows begin with its
+# trunk's, up to where it branched; a trunk is not a point of the grid and the analysis leaves it out.
+LINEAGE_COLUMNS = ("branch_role", "trunk", "branch_flops")
+SNAPSHOTS_DIR = "snapshots"  # in a trunk's folder: the state each branch starts from
 # What the analysis cannot work without (older tables lack the setting and provenance columns).
 REQUIRED_COLUMNS = (
     "sweep", "trial_id", "family", "size", "task", "seed", "budget", "flops", "tokens",
@@ -107,6 +113,11 @@ def short_number(value: float) -> str:
     name their budget and learning rate this way, and the analysis labels settings alike."""
     mantissa, exponent = f"{value:.2e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def snapshot_name(flops: float) -> str:
+    """A trunk's snapshot at `flops`, as a path within its folder."""
+    return f"{SNAPSHOTS_DIR}/C{short_number(flops)}.pt"
 
 
 def bare_metric(name: str) -> str:

@@ -75,6 +75,8 @@ class TrialState:
     loss_count: int = 0
     best_value: float = math.inf
     best_step: int = -1
+    next_snapshot: int = 0  # a trunk's: index into branch.snapshots
+    branch_flops: float = 0.0  # a branch's: the FLOPs its trunk had spent where it branched
 
 
 def resolve_device(name: str) -> torch.device:
@@ -174,8 +176,9 @@ class Trainer:
             )
 
     # --- checkpoints -------------------------------------------------------------------------
-    def save_checkpoint(self) -> None:
-        """Every rank calls it (the ranks' random states are gathered); rank 0 writes the file."""
+    def save_checkpoint(self, name: str = schema.CHECKPOINT_FILE, rows: list[dict[str, Any]] | None = None) -> None:
+        """Every rank calls it (the ranks' random states are gathered); rank 0 writes the file.
+        A trunk's snapshot is a checkpoint under another name, with the rows its branches begin with."""
         rng = self.ranks.gather_rng(self.generator, self.device)
         self.checkpointed_at = time.perf_counter()
         if not self.ranks.is_chief:
@@ -189,8 +192,42 @@ class Trainer:
             "state": dataclasses.asdict(self.state),
             "best_model": self.best_model_state,
             "config": self.cfg.to_dict(),
+            "rows": rows,
         }
-        atomic_write(self.out_dir / schema.CHECKPOINT_FILE, lambda handle: torch.save(payload, handle))
+        path = self.out_dir / name
+        path.parent.mkdir(exist_ok=True)
+        atomic_write(path, lambda handle: torch.save(payload, handle))
+
+    def save_due_snapshots(self) -> None:
+        """A trunk saves a snapshot at the first step past each of its branch points."""
+        points, s = self.cfg.branch.snapshots, self.state
+        while s.next_snapshot < len(points) and s.flops >= points[s.next_snapshot]:
+            rows = read_rows(self.out_dir / schema.METRICS_FILE) if self.ranks.is_chief else None
+            self.save_checkpoint(schema.snapshot_name(points[s.next_snapshot]), rows)
+            s.next_snapshot += 1
+
+    def branch_from_trunk(self) -> list[dict[str, Any]]:
+        """A branch's start: its trunk's state at the snapshot, and the trunk's rows up to it (as this trial's)."""
+        branch = self.cfg.branch
+        path = self.out_dir.parent / branch.trunk / schema.snapshot_name(branch.start)
+        if not path.exists():
+            raise GrscaleError(f"the trunk {branch.trunk} has no snapshot at {branch.start:.3g} FLOPs ({path}): it "
+                               f"ended before that point, or has not reached it yet (a sweep starts a branch once "
+                               f"its snapshot exists)")
+        payload = torch.load(path, map_location=self.device, weights_only=False)
+        trunk = TrialConfig.from_dict(payload["config"], f"{path}: trial")
+        changed = typed.differences(trunk.shared_with_trunk(), self.cfg.shared_with_trunk())
+        if changed:
+            raise GrscaleError(f"{path} is the snapshot of a different trunk ({'; '.join(changed)}): a branch "
+                               f"continues its own trunk, which differs from it in budget and schedule only")
+        self.restore(payload, path)
+        s = self.state
+        s.branch_flops, s.rows_written, s.next_snapshot = s.flops, 0, 0
+        # The evaluations still ahead; the final one always is (a snapshot past the budget still cools down a step).
+        passed = sum(1 for fraction in self.fractions if fraction * self.cfg.budget <= s.flops)
+        s.next_eval = min(passed, len(self.fractions) - 1)
+        own = {**self.cfg.setting, "budget": self.cfg.budget, "status": "running", **self.lineage()}
+        return [{**row, **own} for row in payload["rows"] or []]
 
     def load_checkpoint(self) -> bool:
         path = self.out_dir / schema.CHECKPOINT_FILE
@@ -202,6 +239,13 @@ class Trainer:
         if changed:
             raise GrscaleError(f"{path} was written by a different trial ({'; '.join(changed)}); "
                                f"use a fresh --out to start anew")
+        self.restore(payload, path)
+        if self.ranks.is_chief:
+            self.jsonl.keep_first(self.state.rows_written)
+        return True
+
+    def restore(self, payload: dict[str, Any], path: Path) -> None:
+        """Model, optimizer, random states and counters from the checkpoint at `path`."""
         workers = payload.get("workers", 1)
         if workers != self.ranks.world_size:
             raise GrscaleError(f"{path} was written by a trial on {workers} worker(s) and this one runs on "
@@ -211,9 +255,6 @@ class Trainer:
         self.ranks.restore_rng(payload["rank_rng"] or [payload], self.generator)
         self.state = TrialState(**payload["state"])
         self.best_model_state = payload["best_model"]
-        if self.ranks.is_chief:
-            self.jsonl.keep_first(self.state.rows_written)
-        return True
 
     # --- rows ----------------------------------------------------------------------------------
     def base_row(self, status: str, eval_kind: str) -> dict[str, Any]:
@@ -233,8 +274,13 @@ class Trainer:
             "train_loss": s.loss_sum / s.loss_count if s.loss_count else float("nan"),
             "workers": self.ranks.world_size, "precision": c.runtime.precision, "train_s": round(s.train_s, 3),
             "mfu": s.flops / s.train_s / self.peak_total if s.train_s > 0 else float("nan"),
-            "mfu_basis": self.peak.basis,
+            "mfu_basis": self.peak.basis, **self.lineage(),
         }
+
+    def lineage(self) -> dict[str, Any]:
+        branch = self.cfg.branch
+        return {"branch_role": None if branch.role == "none" else branch.role, "trunk": branch.trunk or None,
+                "branch_flops": self.state.branch_flops}
 
     def epochs(self) -> float:
         """Passes over the training sequences so far: whole epochs plus the share of this one drawn."""
@@ -268,7 +314,7 @@ class Trainer:
             self.best_model_state = copy.deepcopy(self.model.state_dict())
         row = self.base_row("done" if is_final else "running", "final" if is_final else "val")
         row.update({f"val/{k}": v for k, v in metrics.items()})
-        if is_final:
+        if is_final and self.cfg.branch.role != "trunk":  # a trunk is no point of the grid: not tested
             last = best = self.evaluate_split("test")  # where the best point is this one, tested once
             if self.state.best_step != self.state.step:
                 current = copy.deepcopy(self.model.state_dict())
@@ -319,6 +365,7 @@ class Trainer:
             raise GrscaleError(f"{self.out_dir} already holds a run: pass --resume to continue it, "
                                f"or choose another --out")
         resumed = resume and self.load_checkpoint()
+        trunk_rows = self.branch_from_trunk() if not resumed and self.cfg.branch.role == "branch" else []
         self.ranks.barrier()  # every rank has read the folder before rank 0 changes it
         if not self.ranks.is_chief:
             return resumed
@@ -332,6 +379,8 @@ class Trainer:
                     "device": str(self.device), "node": socket.gethostname(),
                     "data": dataclasses.asdict(self.source) if self.source else None}
             atomic_write_text(self.out_dir / schema.RUN_INFO_FILE, json.dumps(info, indent=2))
+        for row in trunk_rows:
+            self.emit(row)
         return resumed
 
     def run(self, resume: bool = False) -> TrialResult:
@@ -354,6 +403,7 @@ class Trainer:
                     if not math.isfinite(loss):
                         status, error = "diverged", f"non-finite training loss ({loss}) at step {s.step}"
                         break
+                    self.save_due_snapshots()
                     progress.update(s.flops, batch.num_tokens, loss)
                     if s.flops >= self.fractions[s.next_eval] * cfg.budget:
                         break

@@ -1,5 +1,6 @@
 """The trials a spec runs, decided with the data in hand: every budget must buy at least one
-training step of every size, and a `band` keeps only the (size, budget) cells inside it.
+training step of every size, and a `band` keeps only the (size, budget) cells inside it; a
+branched schedule then makes each group of budgets a trunk and its branches (sweeps/branching.py).
 
 Steps and epochs are counted as the Trainer counts them: the useful FLOPs of the trial's training
 batches (its seed and length buckets; a step is their mean), and of a whole epoch, on a model built
@@ -15,6 +16,7 @@ from scaling.config import TrialConfig
 from scaling.errors import GrscaleError
 from scaling.eval_budget import ValidationSizing, val_users_for
 from scaling.schema import short_number
+from sweeps.branching import branch_plans
 from sweeps.grid import TrialPlan, expand
 from sweeps.spec import SweepSpec
 
@@ -95,6 +97,8 @@ def plan_trials(spec: SweepSpec) -> list[TrialPlan]:
         _check_band_leaves_every_size(spec, kept, costs)
     if spec.validation is not None:
         kept = [_sized_validation(plan, spec.validation, costs[_model_name(plan.config)], split) for plan in kept]
+    if spec.schedule is not None:
+        kept = branch_plans(kept, spec.schedule)
     return kept
 
 

@@ -38,6 +38,7 @@ os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
 # also log the Ray traceback of every trial whose worker died.
 os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
+import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 import yaml  # noqa: E402
 from ray import tune  # noqa: E402
@@ -49,9 +50,11 @@ from scaling.config import TrialConfig  # noqa: E402
 from scaling.errors import GrscaleError  # noqa: E402
 from scaling.schema import FINISHED, RUN_INFO_FILE, SPEC_FILE, STOP_FILE, TRIALS_DIR  # noqa: E402
 from scaling.typed import differences  # noqa: E402
+from sweeps.branching import planned_cost, spent_cost  # noqa: E402
 from sweeps.check import plan_trials  # noqa: E402
 from sweeps.grid import TrialPlan, expand  # noqa: E402
 from sweeps.outcome import read_outcome, record_failure  # noqa: E402
+from sweeps.ready import ReadyTrials  # noqa: E402
 from sweeps.results import write_results  # noqa: E402
 from sweeps.spec import SweepSpec, load_spec  # noqa: E402
 from sweeps.status import (format_status, hold_sweep, planned, sweep_status, trial_folders,  # noqa: E402
@@ -114,8 +117,11 @@ class ProgressPrinter(tune.Callback):
             print(f"      {trial_id}  {outcome.state}  {outcome.error or ''}", flush=True)
             return
         self.done += 1
-        metric = f"test/{self.by_id[trial_id].config.selection_metric}"
+        cfg = self.by_id[trial_id].config
+        metric = f"test/{cfg.selection_metric}"
         detail = f"{metric}={row[metric]:.4f}" if isinstance(row.get(metric), float) else str(outcome.error)
+        if cfg.branch.role == "trunk" and outcome.state == "done":  # not tested: its branches are
+            detail = f"trunk: snapshots for {len(cfg.branch.snapshots)} branches"
         print(f"[{self.done}/{len(self.plans)}] {trial_id}  {outcome.state}  {detail}  "
               f"({row.get('wall_s') or 0:.1f} s)", flush=True)
         write_results(self.sweep_dir, self.spec.name, self.spec.select_on)
@@ -271,10 +277,11 @@ def _start_ray(address: str | None) -> None:
 def _tuner(spec: SweepSpec, sweep_dir: Path, todo: list[TrialPlan], payloads: dict, printer: ProgressPrinter,
            stopper: StopWhenIdle) -> tune.Tuner:
     trainable = tune.with_resources(tune.with_parameters(run_trial, payloads=payloads), trial_resources(spec.resources))
+    ready = ReadyTrials(todo, sweep_dir / TRIALS_DIR, StopFile(sweep_dir / STOP_FILE))
     return tune.Tuner(
         trainable,
-        param_space={"trial_id": tune.grid_search([p.trial_id for p in todo])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrent_trials(spec),
+        tune_config=tune.TuneConfig(search_alg=ready,
+                                    num_samples=len(todo), max_concurrent_trials=concurrent_trials(spec),
                                     # A process per trial would start torch again for each (2 s); a reused
                                     # one hands back its freed memory between trials (sweeps/trainable.py).
                                     reuse_actors=True,
@@ -351,6 +358,8 @@ def _run_held(spec: SweepSpec, spec_path: Path, plans: list[TrialPlan], sweep_di
     band = f" (spec.band keeps {len(plans)} of the grid's {len(expand(spec))})" if spec.band else ""
     print(f"sweep {spec.name}: {len(plans)} trials{band} ({len(folder.finished)} finished before, {len(todo)} to run) "
           f"on {where}; W&B {resolve_mode(options.wandb) or 'off'}; folder {sweep_dir}", flush=True)
+    if spec.schedule is not None:
+        print(planned_cost(plans).line("planned"), flush=True)
     if folder.unlisted:
         print(f"{len(folder.unlisted)} finished trial(s) the spec no longer lists, kept in the results: "
               f"{', '.join(folder.unlisted)}", flush=True)
@@ -359,6 +368,9 @@ def _run_held(spec: SweepSpec, spec_path: Path, plans: list[TrialPlan], sweep_di
     table = sweep_status(sweep_dir, trials, live=False)
     print(format_status(spec.name, table, folder.unlisted))
     print(f"results: {results}")
+    spent = spent_cost(pd.read_parquet(results)) if spec.schedule is not None and results.stat().st_size else None
+    if spent is not None:
+        print(spent.line("spent by the finished trials"))
     if signals is not None and signals.received is not None:
         how = "stopped at once" if signals.at_once else "stopped; its running trials checkpointed"
         print(f"sweep {spec.name}: {how} ({signals.received})\nresume with: {resume_command(spec_path, options)}",

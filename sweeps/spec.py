@@ -79,6 +79,20 @@ class Resources:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BranchedSchedule:
+    """`schedule: {kind: wsd-branched}`: each (family, size, setting, seed) trains one constant-rate trunk
+    and every budget branches from it where its cooldown starts (sweeps/branching.py). `cooldown` is
+    the fraction of each budget spent cooling down, in `shape` "1-sqrt" or "linear"."""
+
+    kind: str = "wsd-branched"
+    cooldown: float = 0.2
+    shape: str = "1-sqrt"
+
+
+SCHEDULE_KINDS = ("wsd-branched",)
+
+
+@dataclass(frozen=True, kw_only=True)
 class WandbSpec:
     project: str = "grscale"
     entity: str | None = None
@@ -102,6 +116,7 @@ class SweepSpec:
     # family -> model config fields over its presets, e.g. {"hstu": {"query_time": "target"}}
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     trial: dict[str, Any] = field(default_factory=dict)  # TrialConfig sections shared by every trial
+    schedule: BranchedSchedule | None = None  # None: each trial on its own, with trial.optim's schedule
     select_on: str = "validation"  # what picks the setting and size per budget; "test" only by choice
     resources: Resources = field(default_factory=Resources)
     max_concurrent_trials: int | None = None  # None: as many as the cluster's resources allow
@@ -237,6 +252,27 @@ def _check_resources(resources: Resources) -> None:
                            f"rank per GPU), got {gpus!r}")
 
 
+def _check_schedule(spec: SweepSpec) -> None:
+    from scaling.config import DECAY_SHAPES, OptimConfig
+
+    schedule = spec.schedule
+    if schedule.kind not in SCHEDULE_KINDS:
+        raise GrscaleError(f"spec.schedule.kind: unknown kind {schedule.kind!r}; known: {', '.join(SCHEDULE_KINDS)}")
+    if not 0 < schedule.cooldown < 1:
+        raise GrscaleError(f"spec.schedule.cooldown: expected the fraction of each budget spent cooling down, in "
+                           f"(0, 1), got {schedule.cooldown!r}")
+    if schedule.shape not in DECAY_SHAPES:
+        raise GrscaleError(f"spec.schedule.shape: unknown shape {schedule.shape!r}; known: {', '.join(DECAY_SHAPES)}")
+    optim = spec.trial.get("optim", {})
+    for name in ("schedule", "decay_fraction", "decay_shape"):
+        if name in optim:
+            raise GrscaleError(f"spec.trial.optim.{name}: set by spec.schedule in a branched sweep, not under trial:")
+    if optim.get("warmup_fraction", OptimConfig.warmup_fraction) > 0:
+        raise GrscaleError("spec.schedule: a branched sweep warms up by steps or FLOPs, the same for every budget "
+                           "(a trunk's warmup cannot depend on where its branches end): set spec.trial.optim."
+                           "warmup_steps (or warmup_flops) and warmup_fraction: 0")
+
+
 def validate_spec(spec: SweepSpec) -> None:
     """Checks that need no data: names, presets, variants, seeds, trial fields, resources."""
     if not spec.name or "/" in spec.name or spec.name.startswith("."):
@@ -268,6 +304,8 @@ def validate_spec(spec: SweepSpec) -> None:
         if spec.trial.get("data", {}).get("val_users"):
             raise GrscaleError("spec.trial.data.val_users: spec.validation sizes each trial's validation; "
                                "set one of the two")
+    if spec.schedule is not None:
+        _check_schedule(spec)
     limit = spec.max_concurrent_trials
     if limit is not None and limit < 1:
         raise GrscaleError(f"spec.max_concurrent_trials: expected an integer >= 1, got {limit!r}")

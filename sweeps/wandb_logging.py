@@ -39,7 +39,7 @@ SUMMARY_KEYS = ("status", "error", "eval_kind")
 ROW_PREFIX = "row/"
 TOKENS_PER_S = f"{DERIVED_PREFIX}tokens_per_s"
 T = TypeVar("T")
-LINEAGE_KEY = "parent_trial"  # a row naming the trial its run branches from (carried into config and tags)
+LINEAGE_KEY = "trunk"  # a branch's rows name the trunk its run continues (carried into config and tags)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,7 +178,7 @@ class WandbReporter:
         part of a resumed run is tagged again: an offline part carries its own tags)."""
         tags = [f"kernel:{row['kernel']}"] if row.get("kernel") else []
         if row.get(LINEAGE_KEY):
-            tags.append(f"parent:{row[LINEAGE_KEY]}")
+            tags.append(f"trunk:{row[LINEAGE_KEY]}")
         self.run.tags = (*self.run.tags, *tags)
         keys = ("kernel", "params_embedding", "params_nonembedding", *([LINEAGE_KEY] if row.get(LINEAGE_KEY) else []))
         self.run.config.update({k: row.get(k) for k in keys}, allow_val_change=True)

@@ -71,6 +71,12 @@ def expanded(**changes):
     ({"max_concurrent_trials": 0}, "spec.max_concurrent_trials: expected an integer >= 1, got 0"),
     ({"name": "a/b"}, "spec.name: expected a folder name"),
     ({"synthetic": {"num_users": 0}}, "spec.synthetic: synthetic data needs num_users >= 1"),
+    ({"schedule": {"kind": "wsd-branched"}}, "spec.schedule: a branched sweep warms up by steps or FLOPs"),
+    ({"schedule": {"kind": "cosine-branched"}}, "spec.schedule.kind: unknown kind 'cosine-branched'; known: wsd-"),
+    ({"schedule": {"cooldown": 1.0}}, "spec.schedule.cooldown: expected the fraction of each budget spent cooling"),
+    ({"schedule": {"shape": "cosine"}}, "spec.schedule.shape: unknown shape 'cosine'; known: linear, 1-sqrt"),
+    ({"schedule": {}, "trial": {"optim": {"schedule": "wsd", "warmup_fraction": 0, "warmup_steps": 3}}},
+     "spec.trial.optim.schedule: set by spec.schedule in a branched sweep, not under trial:"),
 ])
 def test_bad_spec_fails_with_one_message_naming_the_field(changes, message):
     with pytest.raises(GrscaleError) as error:

@@ -52,7 +52,7 @@ def test_runs_are_tagged_and_configured_for_slicing(sweep_dir):
     assert (config["family"], config["size"], config["budget_bucket"], config["peak_lr"], config["variant"]) == (
         "hstu", "xs", "1e8", 3e-3, "default")
     assert (config["trial_id"], config["sweep"], config["select_on"]) == (E2E_DONE[0], "e2e", "validation")
-    assert "parent_trial" not in config  # no row names a parent
+    assert "trunk" not in config  # no row names a trunk
 
 
 @pytest.mark.parametrize("trial_id", [E2E_DONE[0], E2E_DONE[2], E2E_DIVERGING[0], E2E_FAILING])
@@ -116,11 +116,11 @@ def test_no_runs_or_unreachable_w_and_b_is_one_clear_error(tmp_path, monkeypatch
 
 
 def test_lineage_is_carried_and_logging_stays_cheap(sweep_dir, tmp_path, monkeypatch):
-    """A row naming a parent trial tags its run; reporting a row costs milliseconds, not the run's time."""
+    """A branch's rows name its trunk, which tags its run; reporting a row costs milliseconds, not the run's time."""
     monkeypatch.setenv("WANDB_SILENT", "true")
     source = sweep_dir / "trials" / E2E_DONE[0]
     cfg = TrialConfig.from_dict(json.loads((source / "run_info.json").read_text())["config"])
-    rows = [json.loads(line) | {"parent_trial": "hstu-xs-C1e8-seed0"} for line in
+    rows = [json.loads(line) | {"trunk": "hstu-xs-trunk-seed0", "branch_role": "branch"} for line in
             (source / "metrics.jsonl").read_text().splitlines()]
     trial_dir = tmp_path / "child"
     trial_dir.mkdir()
@@ -134,6 +134,6 @@ def test_lineage_is_carried_and_logging_stays_cheap(sweep_dir, tmp_path, monkeyp
     per_row = (time.perf_counter() - started) / len(rows)
     reporter.finish("done", None)
     run = read_offline_run(trial_dir)
-    assert "parent:hstu-xs-C1e8-seed0" in run["tags"] and run["config"]["parent_trial"] == "hstu-xs-C1e8-seed0"
+    assert "trunk:hstu-xs-trunk-seed0" in run["tags"] and run["config"]["trunk"] == "hstu-xs-trunk-seed0"
     assert len(run["history"]) == len(rows)
     assert per_row < 0.05, f"{per_row * 1000:.1f} ms per row"
