@@ -4,7 +4,8 @@ of one run per size).
 1. Quality: ML-1M retrieval, HSTU and DLRM at two sizes each, three budgets, two seeds. Each budget as
    a branch of one constant-rate trunk per (size, seed), 20% 1-sqrt cooldown (sweeps/branching.py, the
    same plans a `schedule: {kind: wsd-branched}` sweep runs), against the study's from-scratch cosine
-   trial at the same budget and peak rate. Target: test NLL and NDCG@10 within the seed spread.
+   trial at the same budget and peak rate (to 10% of the peak). Target: test NLL and NDCG@10 within
+   the seed spread. Cosine to 0 beside them separates the schedule's shape from its final rate.
 2. Cost: the compute a branched grid spends (each trunk once, then the cooldowns) against independent
    runs of the same grid, for decade-spaced ladders of 5 budgets per decade and for the ML-1M CPU study.
 
@@ -48,22 +49,23 @@ def config(family: str, size: str, budget: float, seed: int, **optim) -> TrialCo
                                   "model": {**SHARED["model"], "family": family, "size": size}})
 
 
-def group_plans(family: str, size: str, seed: int) -> tuple[list[TrialPlan], list[TrialPlan]]:
-    """The branched trials (trunk first) and the cosine ones of one (family, size, seed)."""
+def group_plans(family: str, size: str, seed: int) -> dict[str, list[TrialPlan]]:
+    """Of one (family, size, seed): the branched trials (trunk first), the study's cosine ones (to 10% of
+    the peak) and cosine ones to 0 (what separates the schedule's shape from its final rate)."""
     def plans(**optim):
         return [TrialPlan(trial_id=trial_id(family, size, b, seed), config=config(family, size, b, seed, **optim))
                 for b in BUDGETS]
-    branched = branch_plans(plans(warmup_fraction=0.0, warmup_steps=WARMUP_STEPS), SCHEDULE)
-    return branched, plans(schedule="cosine", warmup_fraction=0.02)
+    return {"branched": branch_plans(plans(warmup_fraction=0.0, warmup_steps=WARMUP_STEPS), SCHEDULE),
+            "cosine": plans(schedule="cosine", warmup_fraction=0.02),
+            "cosine-to-0": plans(schedule="cosine", warmup_fraction=0.02, min_lr_ratio=0.0)}
 
 
 def run_group(args: tuple[str, str, int, str]) -> list[dict]:
     family, size, seed, out = args
     from scaling.train import train_to_budget
 
-    branched, cosine = group_plans(family, size, seed)
     rows = []
-    for kind, plans in (("branched", branched), ("cosine", cosine)):
+    for kind, plans in group_plans(family, size, seed).items():
         for plan in plans:
             final = train_to_budget(plan.config, Path(out) / kind / plan.trial_id, resume=True).final
             rows.append({"kind": kind, "role": plan.config.branch.role, "family": family, "size": size, "seed": seed,
@@ -116,24 +118,30 @@ def _study_cost_line() -> str:
 def quality_lines(rows: list[dict]) -> list[str]:
     by = {(r["kind"], r["family"], r["size"], r["budget"], r["seed"]): r for r in rows if r["role"] != "trunk"}
     lines = ["| trial | metric | cosine (seed 0, 1) | branched (seed 0, 1) | branched - cosine (mean) | "
-             "seed spread (cosine, branched) | within |", "|---|---|---|---|---|---|---|"]
+             "seed spread (cosine, branched) | within | cosine to 0 (seed 0, 1) | branched - cosine to 0 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     met = total = 0
     for family, sizes in FAMILIES.items():
         for size in sizes:
             for budget in BUDGETS:
                 for metric, name in (("nll", "test NLL"), ("ndcg", "NDCG@10")):
                     values = {k: [by[(k, family, size, budget, s)][metric] for s in SEEDS]
-                              for k in ("cosine", "branched")}
+                              for k in ("cosine", "branched", "cosine-to-0")}
                     diff = mean(values["branched"]) - mean(values["cosine"])
-                    spread = {k: max(v) - min(v) for k, v in values.items()}
+                    spread = {k: max(v) - min(v) for k, v in values.items() if k != "cosine-to-0"}
                     within = abs(diff) <= max(spread.values())
+                    to_zero = mean(values["branched"]) - mean(values["cosine-to-0"])
                     met, total = met + within, total + 1
                     lines.append(f"| {family}-{size} {short_number(budget)} | {name} | "
                                  f"{', '.join(f'{v:.4f}' for v in values['cosine'])} | "
                                  f"{', '.join(f'{v:.4f}' for v in values['branched'])} | {diff:+.4f} | "
-                                 f"{spread['cosine']:.4f}, {spread['branched']:.4f} | {'yes' if within else 'no'} |")
+                                 f"{spread['cosine']:.4f}, {spread['branched']:.4f} | {'yes' if within else 'no'} | "
+                                 f"{', '.join(f'{v:.4f}' for v in values['cosine-to-0'])} | {to_zero:+.4f} |")
     spent = {k: sum(r["own_flops"] for r in rows if r["kind"] == k) for k in ("cosine", "branched")}
+    keys = [(f, size, b, s) for f, sizes in FAMILIES.items() for size in sizes for b in BUDGETS for s in SEEDS]
+    wins = sum(by[("branched", *key)]["nll"] < by[("cosine-to-0", *key)]["nll"] for key in keys)
     lines += ["", f"Within the seed spread (|mean difference| <= the larger of the two spreads): {met} of {total}.",
+              f"Branched below cosine to 0 in test NLL: {wins} of {len(keys)} trials.",
               f"Compute actually spent: cosine {spent['cosine']:.3g} FLOPs, branched {spent['branched']:.3g} "
               f"({spent['cosine'] / spent['branched']:.2f}x less)."]
     return lines
