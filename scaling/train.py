@@ -5,6 +5,10 @@ the fraction of the budget spent, step (checkpoint every runtime.checkpoint_ever
 fractions of the budget, evaluate the validation split, write a row, checkpoint -> at the end,
 test at the end and at the best validation point. A resumed trial replays the same batches and
 random draws, so it ends with the same result as an uninterrupted one.
+
+In a branched WSD sweep (config section `branch`) a trunk also saves a snapshot, a checkpoint with
+its rows so far, at the first step past each branch point, and a branch starts from its snapshot
+(the trunk's folder lies beside its own) instead of from scratch.
 """
 from __future__ import annotations
 
