@@ -1,6 +1,6 @@
 """A branched WSD sweep under a real local Ray: one constant-rate trunk per (size, seed), each budget
-a branch that starts from the trunk's snapshot as soon as it exists; stopped and resumed, it ends
-where the uninterrupted sweep ends."""
+a branch that is offered to Tune as soon as the trunk's snapshot exists; stopped and resumed, it
+ends where the uninterrupted sweep ends."""
 from __future__ import annotations
 
 import json
@@ -11,11 +11,13 @@ import time
 
 import pandas as pd
 import pytest
+from ray.tune.search import Searcher
 
 from analysis.results import load_results
 from scaling import schema
 from sweeps.branching import planned_cost
 from sweeps.check import plan_trials
+from sweeps.ready import ReadyTrials
 from sweeps.spec import spec_from_dict
 from tests.sweeps.helpers import REPO, cli_command, cli_env, read_offline_run, run_cli, tiny_spec, write_spec
 
@@ -56,13 +58,27 @@ def test_the_plan_is_a_trunk_and_its_branches_at_a_fraction_of_the_compute():
     assert cost.spent == pytest.approx(6.4e9 + 0.2 * 8.3e9) and cost.independent == pytest.approx(8.3e9)
 
 
-def test_branches_start_once_their_snapshot_exists_and_carry_their_lineage(whole):
+def test_a_branch_is_offered_once_its_snapshot_exists_or_its_trunk_has_ended(tmp_path):
+    todo = sorted(plan_trials(spec_from_dict(SPEC)), key=lambda p: -p.config.budget)  # as the launcher orders
+    ready = ReadyTrials(todo, tmp_path, lambda: None)
+    assert ready.suggest("a") == {"trial_id": TRUNK}  # the 8e9 branch comes first, but its snapshot is not there
+    assert ready.suggest("b") is None  # nothing else can start: Tune asks again at its next step
+    snapshot = tmp_path / TRUNK / schema.snapshot_name(1.6e8)
+    snapshot.parent.mkdir(parents=True)
+    snapshot.touch()
+    assert ready.suggest("c") == {"trial_id": BRANCHES[1]}
+    assert ready.suggest("d") is None
+    ready.on_trial_complete("a")  # the trunk ended without the other snapshots: its branches start, and fail saying so
+    assert [ready.suggest(x) for x in "ef"] == [{"trial_id": BRANCHES[2]}, {"trial_id": BRANCHES[0]}]
+    assert ready.suggest("g") == Searcher.FINISHED
+    assert ReadyTrials(todo, tmp_path, lambda: "SIGINT").suggest("h") == Searcher.FINISHED  # a stopping sweep
+
+
+def test_branches_carry_their_lineage_and_the_sweep_reports_its_compute(whole):
     sweep_dir, proc = whole
     assert proc.returncode == 0, proc.stderr[-3000:]
     ended = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("[")]
     assert sorted(ended) == sorted([TRUNK, *BRANCHES])
-    # The short branches ran beside the trunk, not after it.
-    assert ended.index("hstu-xs-C1e8-seed0") < ended.index(TRUNK)
     finals = _finals(sweep_dir)
     for trial_id, budget in zip(BRANCHES, (1e8, 2e8, 8e9)):
         row = finals.loc[trial_id]
