@@ -174,8 +174,7 @@ class TrialConfig:
 
     def shared_with_trunk(self) -> dict[str, Any]:
         """The identity a trunk and its branches share: all but the budget, the schedule and the lineage."""
-        identity = self.identity()
-        identity.pop("budget"), identity.pop("branch")
+        identity = {k: v for k, v in self.identity().items() if k not in ("budget", "branch")}
         identity["optim"] = {k: v for k, v in identity["optim"].items()
                              if k not in ("schedule", "decay_fraction", "decay_shape")}
         return identity
@@ -272,7 +271,6 @@ class TrialConfig:
             self.data.synthetic.validate()
         except GrscaleError as error:
             fail("data.synthetic", str(error))
-
 
     def _validate_branch(self, fail: Callable[[str, str], None]) -> None:
         branch = self.branch

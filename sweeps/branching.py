@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from scaling.config import BranchConfig, TrialConfig
 from scaling.schema import short_number
 from sweeps.grid import TrialPlan
 from sweeps.spec import BranchedSchedule
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 def trunk_id(plan: TrialPlan) -> str:
@@ -40,16 +37,15 @@ def branch_plans(plans: list[TrialPlan], schedule: BranchedSchedule) -> list[Tri
     out: list[TrialPlan] = []
     for trunk, members in groups.items():
         val_users = _shared_val_users(members)
-        starts = sorted((1 - schedule.cooldown) * p.config.budget for p in members)
-        first = members[0].config
+        starts = [(1 - schedule.cooldown) * p.config.budget for p in members]
+        snapshots = sorted(starts)
         out.append(TrialPlan(trial_id=trunk, config=_with(
-            first, val_users, budget=starts[-1], schedule="constant",
-            branch=BranchConfig(role="trunk", snapshots=starts))))
-        for plan in members:
-            cfg = plan.config
+            members[0].config, val_users, budget=snapshots[-1], schedule="constant",
+            branch=BranchConfig(role="trunk", snapshots=snapshots))))
+        for plan, start in zip(members, starts):
             out.append(dataclasses.replace(plan, config=_with(
-                cfg, val_users, schedule="wsd", decay_fraction=schedule.cooldown, decay_shape=schedule.shape,
-                branch=BranchConfig(role="branch", trunk=trunk, start=(1 - schedule.cooldown) * cfg.budget))))
+                plan.config, val_users, schedule="wsd", decay_fraction=schedule.cooldown, decay_shape=schedule.shape,
+                branch=BranchConfig(role="branch", trunk=trunk, start=start))))
     return out
 
 
@@ -77,28 +73,22 @@ class GridCost:
 
 
 def planned_cost(plans: list[TrialPlan]) -> GridCost:
-    """What a branched grid is planned to spend, from its nominal budgets and branch points."""
-    spent = independent = 0.0
-    for plan in plans:
-        cfg = plan.config
-        if cfg.branch.role == "trunk":
-            spent += cfg.budget
-        elif cfg.branch.role == "branch":
-            spent += cfg.budget - cfg.branch.start
-            independent += cfg.budget
-        else:
-            spent += cfg.budget
-            independent += cfg.budget
-    return GridCost(spent=spent, independent=independent)
+    """What a branched grid (trunks and branches) is planned to spend, from its budgets and branch points."""
+    trunks = [p.config for p in plans if p.config.branch.role == "trunk"]
+    branches = [p.config for p in plans if p.config.branch.role == "branch"]
+    return GridCost(spent=sum(c.budget for c in trunks) + sum(c.budget - c.branch.start for c in branches),
+                    independent=sum(c.budget for c in branches))
 
 
-def spent_cost(rows: "pd.DataFrame") -> GridCost | None:
-    """What a branched sweep's finished trials spent, from their last rows; None without branches."""
+def spent_cost(results: Path) -> GridCost | None:
+    """What a branched sweep's finished trials spent, from the last rows of its results table; None
+    before any branch has finished."""
+    import pandas as pd
+
+    rows = pd.read_parquet(results)
     if "branch_role" not in rows.columns or not rows["branch_role"].eq("branch").any():
         return None
     last = rows.sort_values("step", kind="stable").groupby("trial_id").tail(1)
     trunks, branches = last[last["branch_role"].eq("trunk")], last[last["branch_role"].eq("branch")]
-    others = last[~last["branch_role"].isin(["trunk", "branch"])]
     own = (branches["flops"] - branches["branch_flops"]).sum()
-    return GridCost(spent=float(trunks["flops"].sum() + own + others["flops"].sum()),
-                    independent=float(branches["flops"].sum() + others["flops"].sum()))
+    return GridCost(spent=float(trunks["flops"].sum() + own), independent=float(branches["flops"].sum()))

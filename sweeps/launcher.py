@@ -38,7 +38,6 @@ os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
 # also log the Ray traceback of every trial whose worker died.
 os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
-import pandas as pd  # noqa: E402
 import ray  # noqa: E402
 import yaml  # noqa: E402
 from ray import tune  # noqa: E402
@@ -368,7 +367,7 @@ def _run_held(spec: SweepSpec, spec_path: Path, plans: list[TrialPlan], sweep_di
     table = sweep_status(sweep_dir, trials, live=False)
     print(format_status(spec.name, table, folder.unlisted))
     print(f"results: {results}")
-    spent = spent_cost(pd.read_parquet(results)) if spec.schedule is not None and results.stat().st_size else None
+    spent = spent_cost(results) if spec.schedule is not None else None
     if spent is not None:
         print(spent.line("spent by the finished trials"))
     if signals is not None and signals.received is not None:

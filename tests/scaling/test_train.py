@@ -14,7 +14,7 @@ from scaling.train import Trainer, train_to_budget
 
 TINY = SyntheticConfig(num_users=120, num_items=60, mean_seq_len=10, seed=1)
 ROW_FIELDS = {*schema.COORDINATE_COLUMNS, *schema.SETTING_COLUMNS, *schema.MEASURE_COLUMNS, *schema.PROVENANCE_COLUMNS,
-              "status", "eval_kind"} - {"sweep", "trial_id", "select_on"}
+              *schema.LINEAGE_COLUMNS, "status", "eval_kind"} - {"sweep", "trial_id", "select_on"}
 
 
 def tiny(family="hstu", size="xs", task="retrieval", budget=3e8, **sections) -> TrialConfig:
