@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.allocator import return_freed_memory
+from scaling.files import atomic_write_text
 from sweeps.spec import Resources
 from sweeps.wandb_logging import WandbSettings
 
@@ -30,7 +31,9 @@ class StopFile:
         self.path = Path(path)
 
     def request(self, reason: str) -> None:
-        self.path.write_text(reason)
+        # Atomic: a trial polling between a plain write's create and its write would read an empty
+        # file and report "a stop request" instead of the signal's name (seen once in CI).
+        atomic_write_text(self.path, reason)
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -172,3 +172,31 @@ def test_a_second_signal_stops_at_once(tmp_path):
     finally:
         signals.restore()
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_trial_polling_the_stop_file_reads_the_whole_reason(tmp_path):
+    """A trial polls the stop file after every step, possibly while the driver writes it: it reads
+    either no request or the signal's name, never an empty file (CI once saw a trial report
+    "a stop request" where SIGINT had been sent)."""
+    import threading
+
+    from sweeps.trainable import StopFile
+
+    stop = StopFile(tmp_path / ".stop")
+    seen: set[str | None] = set()
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            seen.add(stop())
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for _ in range(3000):
+            stop.request("SIGINT")
+            stop.clear()
+    finally:
+        done.set()
+        poller.join()
+    assert seen <= {None, "SIGINT"} and "SIGINT" in seen, seen
