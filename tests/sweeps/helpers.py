@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -96,10 +97,39 @@ def ray_processes_of(pid: int, name: bytes) -> list[int]:
 _BLOCK, _HEADER = 32768, 7
 
 
+def _whole_log(path: Path, timeout_s: float = 30.0) -> bytes:
+    """The log's bytes once it ends on a whole record and has stopped growing: W&B's service may still
+    be flushing its buffered writer after run.finish() returns (measured: 3 of 15 logs read at once
+    were short, 2 of them cut inside a record; a full-suite run once failed on one)."""
+    deadline = time.monotonic() + timeout_s
+    data = path.read_bytes()
+    while True:
+        time.sleep(0.3)
+        again = path.read_bytes()
+        if (again == data and _ends_whole(data)) or time.monotonic() > deadline:
+            return again
+        data = again
+
+
+def _ends_whole(data: bytes) -> bool:
+    """Whether the log ends at the end of a record (a block's tail under a header's size is padding)."""
+    pos, kind = _HEADER, 1
+    while pos < len(data):
+        left = _BLOCK - pos % _BLOCK
+        if left < _HEADER:
+            pos += left
+            continue
+        if pos + _HEADER > len(data):
+            return False
+        _checksum, length, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
+        pos += _HEADER + length
+    return pos == len(data) and kind in (1, 4)
+
+
 def wandb_records(path: Path) -> Iterator[Any]:
     from wandb.proto import wandb_internal_pb2
 
-    data = path.read_bytes()
+    data = _whole_log(path)
     assert data[:4] == b":W&B", f"{path} is not a W&B transaction log"
     pos, pending = _HEADER, b""
     while pos + _HEADER <= len(data):
