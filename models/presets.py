@@ -1,6 +1,7 @@
 """Named size presets for every family, in one table, and the model factory.
 
-xs..m train on a 2-core CPU in minutes; l and xl are for GPUs. Non-embedding parameters span
+xxs..m train on a 2-core CPU in minutes; l and xl are for GPUs (xxs extends the ladder down, so
+that IsoFLOP profiles on small data have a size below the best one). Non-embedding parameters span
 over two orders of magnitude per family. The *-ml1m presets are the HSTU paper's ML-1M configs.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ FAMILIES = {"hstu": (HSTU, HSTUConfig), "sasrec": (SASRec, SASRecConfig), "dlrm"
 
 # name -> architecture fields of the family's config (dataset-derived fields come at build time).
 PRESETS: dict[str, dict] = {
+    "hstu-xxs": dict(d_model=16, num_blocks=1, num_heads=1, dqk=16, dv=16),
     "hstu-xs": dict(d_model=32, num_blocks=1, num_heads=1, dqk=32, dv=32),
     "hstu-s": dict(d_model=64, num_blocks=2, num_heads=2, dqk=32, dv=32),
     "hstu-m": dict(d_model=128, num_blocks=4, num_heads=4, dqk=32, dv=32),
@@ -26,12 +28,14 @@ PRESETS: dict[str, dict] = {
     "hstu-xl": dict(d_model=512, num_blocks=16, num_heads=8, dqk=64, dv=64),
     "hstu-ml1m": dict(d_model=50, num_blocks=2, num_heads=1, dqk=50, dv=50),
     "hstu-large-ml1m": dict(d_model=50, num_blocks=8, num_heads=2, dqk=25, dv=25),
+    "sasrec-xxs": dict(d_model=16, num_blocks=1, num_heads=1),
     "sasrec-xs": dict(d_model=32, num_blocks=1, num_heads=1),
     "sasrec-s": dict(d_model=64, num_blocks=2, num_heads=2),
     "sasrec-m": dict(d_model=128, num_blocks=4, num_heads=4),
     "sasrec-l": dict(d_model=256, num_blocks=8, num_heads=4),
     "sasrec-xl": dict(d_model=512, num_blocks=16, num_heads=8),
     "sasrec-ml1m": dict(d_model=50, num_blocks=2, num_heads=1, ffn_mult=1, activation="relu"),
+    "dlrm-xxs": dict(emb_dim=8, bottom_mlp=(16,), top_mlp=(32, 16), tower_mlp=(32,)),
     "dlrm-xs": dict(emb_dim=16, bottom_mlp=(32,), top_mlp=(64, 32), tower_mlp=(64,)),
     "dlrm-s": dict(emb_dim=32, bottom_mlp=(64,), top_mlp=(256, 128), tower_mlp=(128,)),
     "dlrm-m": dict(emb_dim=64, bottom_mlp=(128, 64), top_mlp=(512, 256, 128), tower_mlp=(256, 256)),

@@ -8,7 +8,7 @@ from models.base import param_counts
 from models.presets import PRESETS, build_model, list_presets
 from scaling.errors import GrscaleError
 
-SIZES = ["xs", "s", "m", "l", "xl"]
+SIZES = ["xxs", "xs", "s", "m", "l", "xl"]
 
 
 @pytest.mark.parametrize("family", ["hstu", "sasrec", "dlrm"])
