@@ -38,6 +38,8 @@ class PlannedTrial:
     budget: float
     seed: int
     setting: dict[str, Any]
+    # A branch's start: the FLOPs its trunk spends before it (the branch spends budget - start); 0 otherwise
+    start: float = 0.0
 
     @property
     def preset(self) -> str:
@@ -46,8 +48,9 @@ class PlannedTrial:
 
 def planned(plan: TrialPlan) -> PlannedTrial:
     cfg = plan.config
+    start = cfg.branch.start if cfg.branch.role == "branch" else 0.0
     return PlannedTrial(trial_id=plan.trial_id, family=cfg.model.family, size=cfg.model.size, budget=cfg.budget,
-                        seed=cfg.seed, setting=cfg.setting)
+                        seed=cfg.seed, setting=cfg.setting, start=start)
 
 
 def write_plan(sweep_dir: Path, trials: list[PlannedTrial]) -> None:
@@ -171,14 +174,16 @@ def shown_state(state: str, live: bool) -> str:
 
 
 def sweep_status(sweep_dir: Path, trials: list[PlannedTrial], live: bool) -> dict[str, StatusCounts]:
-    """Counts per preset (`hstu-xs`, ...) and under "total"."""
+    """Counts per preset (`hstu-xs`, ...) and under "total". The FLOPs are what each trial computes
+    itself: a branch's rows begin with its trunk's, whose compute the trunk's row counts."""
     table: dict[str, StatusCounts] = {}
     for trial in trials:
         outcome = read_outcome(sweep_dir / TRIALS_DIR / trial.trial_id)
         # A finished trial spent its budget (it may overshoot by part of a step): count that, capped.
-        spent = min(outcome.flops, trial.budget)
+        spent = max(min(outcome.flops, trial.budget) - trial.start, 0.0)
         for key in (trial.preset, "total"):
-            table.setdefault(key, StatusCounts()).add(shown_state(outcome.state, live), spent, trial.budget)
+            table.setdefault(key, StatusCounts()).add(shown_state(outcome.state, live), spent,
+                                                      trial.budget - trial.start)
     table["total"] = table.pop("total", StatusCounts())  # last row
     return table
 

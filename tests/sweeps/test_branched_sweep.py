@@ -88,6 +88,10 @@ def test_branches_carry_their_lineage_and_the_sweep_reports_its_compute(whole):
     planned = next(line for line in proc.stdout.splitlines() if line.startswith("compute planned: "))
     spent = next(line for line in proc.stdout.splitlines() if line.startswith("compute spent by the finished trials"))
     assert "(1.03x less)" in planned and "x less)" in spent
+    # The status counts what each trial computes itself: the trunk once, then the cooldowns.
+    status = run_cli("sweep", "status", str(sweep_dir)).stdout.splitlines()[-1].split()
+    assert status[:4] == ["total", "4", "0", "0"] and status[-1] == "(100%)"
+    assert float(status[-2]) == pytest.approx(planned_cost(plan_trials(spec_from_dict(SPEC))).spent, rel=1e-2)
     # In W&B a branch is its own run, its trunk's rows before its own: each curve whole.
     metrics = sweep_dir / "trials" / BRANCHES[2] / schema.METRICS_FILE
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
