@@ -17,7 +17,7 @@ def expanded(**changes):
 
 @pytest.mark.parametrize("changes, message", [
     ({"colour": "red"}, "spec: unknown field 'colour'"),
-    ({"families": {"hstu": ["xs", "xxl"]}}, "spec.families.hstu: unknown size 'xxl'; known: xs, s, m"),
+    ({"families": {"hstu": ["xs", "xxl"]}}, "spec.families.hstu: unknown size 'xxl'; known: xxs, xs, s, m"),
     ({"families": {"gpt": ["xs"]}}, "spec.families: unknown family 'gpt'; known: hstu, sasrec, dlrm"),
     ({"families": {"hstu": []}}, "spec.families.hstu: no sizes, so the grid has zero trials"),
     ({"families": {}}, "spec.families: no families, so the grid has zero trials"),
