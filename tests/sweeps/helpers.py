@@ -111,19 +111,27 @@ def _whole_log(path: Path, timeout_s: float = 30.0) -> bytes:
         data = again
 
 
-def _ends_whole(data: bytes) -> bool:
-    """Whether the log ends at the end of a record (a block's tail under a header's size is padding)."""
-    pos, kind = _HEADER, 1
+def _chunks(data: bytes) -> tuple[list[tuple[int, bytes]], bool]:
+    """The log's chunks in order, as (kind, payload), and whether the log ends where a chunk (or a
+    block's padding) ends; a chunk cut short comes last, with what it has."""
+    chunks, pos = [], _HEADER
     while pos < len(data):
         left = _BLOCK - pos % _BLOCK
-        if left < _HEADER:
+        if left < _HEADER:  # a block's tail too short for a header is padding
             pos += left
             continue
         if pos + _HEADER > len(data):
-            return False
+            return chunks, False
         _checksum, length, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
+        chunks.append((kind, data[pos + _HEADER:pos + _HEADER + length]))
         pos += _HEADER + length
-    return pos == len(data) and kind in (1, 4)
+    return chunks, pos == len(data)
+
+
+def _ends_whole(data: bytes) -> bool:
+    """Whether the log ends at the end of a record: a whole chunk, and of a record's last (or only) chunk."""
+    chunks, whole = _chunks(data)
+    return whole and (not chunks or chunks[-1][0] in (1, 4))
 
 
 def wandb_records(path: Path) -> Iterator[Any]:
@@ -131,15 +139,8 @@ def wandb_records(path: Path) -> Iterator[Any]:
 
     data = _whole_log(path)
     assert data[:4] == b":W&B", f"{path} is not a W&B transaction log"
-    pos, pending = _HEADER, b""
-    while pos + _HEADER <= len(data):
-        left = _BLOCK - pos % _BLOCK
-        if left < _HEADER:  # a block's tail too short for a header is padding
-            pos += left
-            continue
-        _checksum, length, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
-        chunk = data[pos + _HEADER:pos + _HEADER + length]
-        pos += _HEADER + length
+    pending = b""
+    for kind, chunk in _chunks(data)[0]:
         pending = chunk if kind in (1, 2) else pending + chunk  # 1 full, 2 first, 3 middle, 4 last
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()
