@@ -11,12 +11,12 @@ import numpy as np
 
 from analysis.bootstrap import Batch, Interval, Points, percentile_interval
 from analysis.determinacy import Judged, bounds, judged_at_the_data, undetermined_reasons
-from analysis.family import MIN_BUDGETS
 from analysis.optimize import StartGrid, fit_power_terms, logsumexp_terms_objective
 from analysis.powerlaw import weighted_line
 from scaling.errors import GrscaleError
 
 MIN_SIZES = 3  # a parabola needs three sizes
+MIN_PROFILES = 3  # a line through the profiles' minima needs three for a degree of freedom left to its interval
 MIN_PARAMETRIC_POINTS = 6
 PARAMETRIC_NAMES = ("E", "A", "alpha", "B", "beta")
 # L(N, D) starts. The point estimate tries a grid as dense as Hoffmann et al.'s: their exponents
@@ -67,6 +67,8 @@ class IsoflopFit:
     family: str
     profiles: tuple[IsoflopProfile, ...]
     frontier: Frontier
+    # Budgets whose profile has no interior minimum (N* lies beyond the sizes measured there): left out of the frontier
+    edge_budgets: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ class ParametricFit:
 
 
 def fit_isoflop(points: Points, batch: Batch, level: float) -> IsoflopFit:
-    """Profiles at every budget with at least three sizes, and the frontier through their minima.
+    """Profiles at every budget with at least three sizes, and the frontier through the minima of those whose
+    minimum lies inside their sizes (the others are named in `edge_budgets`; the frontier needs MIN_PROFILES).
     A profile's points are its cells: the mean error of each size's seeds, at the size's N."""
     budgets = [c for c in np.unique(points.budget) if np.sum(points.budget == c) >= MIN_SIZES]
     if not budgets:
@@ -107,9 +110,9 @@ def fit_isoflop(points: Points, batch: Batch, level: float) -> IsoflopFit:
         raise GrscaleError(
             f"IsoFLOP analysis needs at least {MIN_SIZES} sizes at a budget; family {points.family!r} has at most {most}"
         )
-    if len(budgets) < MIN_BUDGETS:
+    if len(budgets) < MIN_PROFILES:
         raise GrscaleError(
-            f"IsoFLOP frontier needs profiles at {MIN_BUDGETS} budgets; family {points.family!r} has "
+            f"IsoFLOP frontier needs profiles at {MIN_PROFILES} budgets; family {points.family!r} has "
             f"{len(budgets)} budgets with at least {MIN_SIZES} sizes"
         )
     n_params = points.cell_n_params
@@ -123,12 +126,18 @@ def fit_isoflop(points: Points, batch: Batch, level: float) -> IsoflopFit:
         loss_opt.append(fit[1])
         coeffs.append(fit[2])
     log_opt, loss_opt = np.array(log_opt).T, np.array(loss_opt).T  # (rows, budgets)
-    bad = [f"{c:.3g}" for c, v in zip(budgets, log_opt[0]) if np.isnan(v)]
-    if bad:
+    interior = ~np.isnan(log_opt[0])
+    edge_budgets = tuple(float(c) for c, ok in zip(budgets, interior) if not ok)
+    if interior.sum() < MIN_PROFILES:
         raise GrscaleError(
-            f"IsoFLOP profile of family {points.family!r} at C = {', '.join(bad)} FLOPs has no interior minimum "
-            "(the error is lowest at the smallest or largest size); add sizes beyond that end"
+            f"IsoFLOP profile of family {points.family!r} at C = {', '.join(f'{c:.3g}' for c in edge_budgets)} FLOPs "
+            "has no interior minimum "
+            f"(the error is lowest at the smallest or largest size); {int(interior.sum())} of {len(budgets)} profiles "
+            f"have one and the frontier needs {MIN_PROFILES}: add sizes beyond that end"
         )
+    budgets = [c for c, ok in zip(budgets, interior) if ok]
+    coeffs = [fit for fit, ok in zip(coeffs, interior) if ok]
+    log_opt, loss_opt = log_opt[:, interior], loss_opt[:, interior]
     valid = ~np.isnan(log_opt).any(axis=1)
     intercept, slope = weighted_line(np.log(budgets), np.where(valid[:, None], log_opt, 0.0), np.ones_like(log_opt))
     samples = np.where(valid[1:, None], np.stack([intercept[1:], slope[1:]], axis=1), np.nan)
@@ -153,7 +162,7 @@ def fit_isoflop(points: Points, batch: Batch, level: float) -> IsoflopFit:
         n_valid=int(valid[1:].sum()),
         samples=samples,
     )
-    return IsoflopFit(points.family, profiles, frontier)
+    return IsoflopFit(points.family, profiles, frontier, edge_budgets)
 
 
 def fit_parametric(points: Points, batch: Batch, level: float) -> ParametricFit:

@@ -169,12 +169,19 @@ def _shaky(fit: FamilyFit, form: str) -> str:
     return " (**not determined**)" if fit.undetermined[form] else ""
 
 
+def _edge_note(budgets: tuple[float, ...]) -> str:
+    if not budgets:
+        return ""
+    return (f"; left out: the profiles at C = {', '.join(f'{c:.3g}' for c in budgets)}, whose error is lowest at "
+            "their smallest or largest size (N* lies beyond the sizes measured there)")
+
+
 def _supported(result: StudyResult, pct: str) -> list[str]:
     items = [_family_line(f, fit) for f, fit in sorted(result.fits.items())]
     for family, iso in sorted(result.isoflop.items()):
         front = iso.frontier
         items.append(f"**{family}** compute-optimal size: N* ~ C^a with a = {ci(front.exponent, front.exponent_interval)} "
-                     f"from {len(iso.profiles)} IsoFLOP profiles.")
+                     f"from {len(iso.profiles)} IsoFLOP profiles{_edge_note(iso.edge_budgets)}.")
     for family, par in sorted(result.parametric.items()):
         items.append(f"**{family}** L(N, D) = E + A/N^alpha + B/D^beta: alpha = {ci(par.law.alpha, par.intervals['alpha'])}, "
                      f"beta = {ci(par.law.beta, par.intervals['beta'])}, E = {ci(par.law.E, par.intervals['E'])}"

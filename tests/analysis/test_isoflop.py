@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.report import build_blocks, render_markdown
 from analysis.study import analyze
 from tests.analysis.synth import chinchilla, results_table
 
@@ -16,11 +17,12 @@ def optimal_n(c: float) -> float:
     return g * (c / 6) ** (LAW["beta"] / (LAW["alpha"] + LAW["beta"]))
 
 
-def isoflop_sweep(spread: float = 0.6, centre_shift: float = 0.0, **kwargs) -> pd.DataFrame:
-    """Seven sizes per budget spanning +-spread decades around N*(C) times 10^centre_shift."""
+def isoflop_sweep(spread: float = 0.6, centre_shift: float = 0.0, shifted: tuple[float, ...] = BUDGETS,
+                  **kwargs) -> pd.DataFrame:
+    """Seven sizes per budget spanning +-spread decades around N*(C), times 10^centre_shift at the shifted budgets."""
     parts = []
     for c in BUDGETS:
-        ns = optimal_n(c) * np.logspace(-spread, spread, 7) * 10**centre_shift
+        ns = optimal_n(c) * np.logspace(-spread, spread, 7) * 10 ** (centre_shift if c in shifted else 0.0)
         sizes = {f"hstu-{i}": n for i, n in enumerate(ns)}
         parts.append(results_table(chinchilla(**LAW), family="hstu", sizes=sizes, budgets=np.array([c]), **kwargs))
     return pd.concat(parts, ignore_index=True)
@@ -57,6 +59,26 @@ def test_profile_without_interior_minimum_is_refused():
     assert len(messages) == 1
     assert "has no interior minimum" in messages[0]
     assert "hstu" in messages[0] and "1e+15" in messages[0]
+    assert "hstu" not in result.isoflop
+
+
+def test_a_profile_without_interior_minimum_is_left_out_of_a_frontier_the_others_determine():
+    # At 1e15 every size is far below N*; the four larger budgets bracket theirs.
+    result = analyze(isoflop_sweep(spread=0.3, centre_shift=-1.5, shifted=(BUDGETS[0],)), n_resamples=20)
+    assert [r.analysis for r in result.refusals] == ["data-constrained L(N, D')"]
+    iso = result.isoflop["hstu"]
+    assert iso.edge_budgets == (BUDGETS[0],)
+    assert [p.budget for p in iso.profiles] == list(BUDGETS[1:])
+    assert iso.frontier.exponent == pytest.approx(LAW["beta"] / (LAW["alpha"] + LAW["beta"]), abs=0.01)
+    md = render_markdown(build_blocks(result, {}))
+    assert "from 4 IsoFLOP profiles; left out: the profiles at C = 1e+15, whose error is lowest" in md
+
+
+def test_a_frontier_with_fewer_than_three_interior_minima_is_refused():
+    result = analyze(isoflop_sweep(spread=0.3, centre_shift=-1.5, shifted=tuple(BUDGETS[:3])), n_resamples=10)
+    (message,) = [r.message for r in result.refusals if r.analysis == "IsoFLOP"]
+    assert message.startswith("IsoFLOP profile of family 'hstu' at C = 1e+15, 1e+16, 1e+17 FLOPs has no interior minimum")
+    assert "2 of 5 profiles have one and the frontier needs 3" in message
     assert "hstu" not in result.isoflop
 
 
