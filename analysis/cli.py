@@ -27,9 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fit everything the sweep supports and write the report (report.md, report.html, figures), "
                     "fits.json and trials.csv (every trial's final row) to DIR/report/ or --out.",
     )
-    report.add_argument("dir", type=Path, nargs="?", help="a sweep directory holding results.parquet (or --from-wandb)")
-    report.add_argument("--out", type=Path, help="folder for the report (default DIR/report); a folder outside "
-                                                 "DIR also gets a copy of results.parquet, to stand on its own")
+    report.add_argument("dirs", type=Path, nargs="*", metavar="DIR",
+                        help="a sweep directory holding results.parquet (or --from-wandb); several: one study run "
+                             "in parts, reported together")
+    report.add_argument("--out", type=Path, help="folder for the report (default DIR/report, of the first DIR); a "
+                                                 "folder outside DIR also gets a copy of results.parquet (of all "
+                                                 "the DIRs), to stand on its own")
     report.add_argument("--wandb", action=argparse.BooleanOptionalAction, default=True,
                         help="log to W&B (offline unless WANDB_MODE says otherwise)")
     report.add_argument("--wandb-project", default="grscale", help="W&B project (default: grscale)")
@@ -138,18 +141,23 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def report_sweep(sweep_dir: Path, *, metric: str | None = None, higher_is_better: bool | None = None,
                  select_on: str | None = None, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0, wandb: bool = True,
-                 wandb_project: str = "grscale", out_dir: Path | None = None):
+                 wandb_project: str = "grscale", out_dir: Path | None = None, more_dirs: tuple[Path, ...] = ()):
     """Fit everything the sweep's results support, write the report, fits.json and trials.csv to
     out_dir (default sweep_dir/report/) and (optionally) log it to W&B. Returns (StudyResult, report folder).
+    `more_dirs`: the other sweeps of a study run in parts; their trials are reported with sweep_dir's.
     With nothing fittable the report is written all the same (the measured curves, the trials and what
     more is needed), and the console says why nothing was fitted."""
     from scaling import files
+    from scaling.errors import GrscaleError
     from analysis.report import report_tables, write_report
-    from analysis.results import load_results, results_path
+    from analysis.results import RESULTS_FILE, load_study, results_path
     from analysis.study import analyze, to_dict
 
     source = results_path(sweep_dir)
-    frame = load_results(source)
+    if more_dirs and out_dir is not None and any(out_dir.resolve() == Path(d).resolve()
+                                                 for d in (sweep_dir, *more_dirs)):  # its table would be replaced
+        raise GrscaleError(f"--out {out_dir} is one of the sweep folders reported; give a folder of its own")
+    frame = load_study([source, *(results_path(d) for d in more_dirs)])
     result = analyze(frame, metric=metric, higher_is_better=higher_is_better, select_on=select_on,
                      n_resamples=n_resamples, level=DEFAULT_LEVEL, seed=seed)
     why = _fitted_nothing(result)
@@ -164,7 +172,14 @@ def report_sweep(sweep_dir: Path, *, metric: str | None = None, higher_is_better
         "trials.csv": files.atomic_write_text(
             out_dir / "trials.csv", final.sort_values(["family", "size", "budget", "seed"]).to_csv(index=False)),
     }
-    if not out_dir.resolve().is_relative_to(sweep_dir.resolve()):
+    if more_dirs:  # the parts' rows together, trunks included, as one table that stands on its own
+        import pandas as pd
+
+        parts = [source, *(results_path(d) for d in more_dirs)]
+        whole = pd.concat([pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p) for p in parts],
+                          ignore_index=True)
+        paths[RESULTS_FILE] = files.atomic_write(out_dir / RESULTS_FILE, whole.to_parquet)
+    elif not out_dir.resolve().is_relative_to(sweep_dir.resolve()):
         paths[source.name] = files.atomic_copy(source, out_dir / source.name)
     print(f"wrote {out_dir}: " + ", ".join(sorted(paths)))
     if wandb:
@@ -179,8 +194,8 @@ def report_sweep(sweep_dir: Path, *, metric: str | None = None, higher_is_better
 def run_report(args: argparse.Namespace) -> int:
     from analysis.from_wandb import source_folder
 
-    sweep_dir = source_folder(args.dir, args.from_wandb, args.group, args.out)
+    sweep_dir = source_folder(args.dirs[0] if args.dirs else None, args.from_wandb, args.group, args.out)
     report_sweep(sweep_dir, metric=args.metric, higher_is_better=args.higher_is_better, select_on=args.select_on,
                  n_resamples=args.bootstrap, seed=args.seed, wandb=args.wandb, wandb_project=args.wandb_project,
-                 out_dir=args.out)
+                 out_dir=args.out, more_dirs=tuple(args.dirs[1:]))
     return 0

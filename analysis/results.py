@@ -83,6 +83,22 @@ def load_results(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def load_study(paths: list[Path]) -> pd.DataFrame:
+    """One study's results from the tables of the sweeps it was run in (load_results each); a trial id in two
+    of them is refused, since the parts of one study share no trial."""
+    frames = [load_results(path) for path in paths]
+    if len(frames) == 1:
+        return frames[0]
+    seen: dict[str, Path] = {}
+    for path, frame in zip(paths, frames):
+        for trial in frame["trial_id"].astype(str).unique():
+            if trial in seen:
+                raise GrscaleError(f"trial {trial} is in both {seen[trial]} and {path}: the parts of a study "
+                                   "share no trial")
+            seen[trial] = path
+    return pd.concat(frames, ignore_index=True)
+
+
 def choose_metric(frame: pd.DataFrame, name: str | None, higher: bool | None = None) -> Metric:
     """The metric asked for, or the task's default; it must be a column of the table.
 
