@@ -95,7 +95,7 @@ def _at_tiny_scale(spec):
         families={family: sizes[:1] for family, sizes in spec.families.items()},
         lr_grid={f: {s: lrs for s, lrs in by_size.items() if s in spec.families[f][:1]}
                  for f, by_size in spec.lr_grid.items()},
-        budgets=[3e8], seeds=[0], extra_seeds=None, band=None)
+        budgets=[1e9], seeds=[0], extra_seeds=None, band=None)
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
