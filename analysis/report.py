@@ -17,7 +17,6 @@ from analysis.bootstrap import Interval
 from analysis.compare import Multiplier
 from analysis.family import MIN_BUDGETS, FamilyFit
 from scaling import files
-from analysis.selection import EDGE_NOTE
 from analysis.study import StudyResult
 
 # Beyond this relative error at the held-out budget, the report warns against extrapolating.
@@ -227,7 +226,7 @@ def multiplier_sentence(a: str, b: str, top: Multiplier, pct: str) -> str:
 
 def _unsupported(result: StudyResult) -> list[str]:
     items = [f"{r.family} {r.analysis}: not fitted: {r.message}." for r in result.refusals]
-    items += [f"{c.family} {c.size} at C = {fmt(c.budget)}: the chosen {c.chosen} is {EDGE_NOTE}."
+    items += [f"{c.family} {c.size} at C = {fmt(c.budget)}: the chosen {c.chosen} is {c.edge_note}."
               for c in result.settings if c.at_edge]
     items += [f"{r.family} {r.fit}: **not determined**: {r.why}." for r in tables.undetermined_table(result).itertuples()]
     for family, fit in sorted(result.fits.items()):

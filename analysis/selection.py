@@ -22,6 +22,8 @@ from scaling.schema import SELECT_ON, SETTING_COLUMNS, SPLITS_WITHOUT_VALIDATION
 
 CELL = ["family", "size", "budget"]
 EDGE_NOTE = "at the edge of its grid: the best rate may lie outside it"
+FLAT_EDGE_NOTE = "at the edge of its grid, but flat there: it beats the next rate by less than two standard errors " \
+    "of the seed noise"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,24 @@ class CellChoice:
     runner_up_value: float
     gap: float  # how much worse the runner-up is on the selecting metric (>= 0)
     at_edge: bool  # the chosen learning rate is the smallest or largest of the cell's grid
+    # At an edge: how much better the chosen rate is than the next rate inward (mean over seeds), and two
+    # standard errors of that difference from the two rates' seed spreads (nan with fewer than 2 seeds each).
+    edge_gap: float = float("nan")
+    edge_noise: float = float("nan")
+
+    @property
+    def flat_edge(self) -> bool:
+        """At an edge, but the next rate inward is as good within the seed noise: the profile's top is flat
+        there, so a rate beyond the edge can gain little that seeds would show."""
+        return self.at_edge and bool(self.edge_gap <= self.edge_noise)
+
+    @property
+    def edge_note(self) -> str:
+        if not self.at_edge:
+            return ""
+        if self.flat_edge:
+            return f"{FLAT_EDGE_NOTE} ({self.edge_gap:.3g} <= {self.edge_noise:.3g})"
+        return EDGE_NOTE
 
 
 def selection_policy(trials: pd.DataFrame, metric: Metric, select_on: str | None = None) -> SelectionPolicy:
@@ -122,11 +142,13 @@ def choose_settings(
         if len(cell) < 2:
             continue
         best, second = cell.iloc[0], cell.iloc[1]
+        at_edge = _at_edge(trials, key, best["setting"])
+        gap, noise = _edge_margin(usable, key, best["setting"]) if at_edge else (np.nan, np.nan)
         cells.append(CellChoice(
             family=str(key[0]), size=str(key[1]), budget=float(key[2]), settings=len(cell), chosen=best["setting"],
             chosen_value=float(metric.error(best["mean"])), seeds=int(best["count"]), runner_up=second["setting"],
             runner_up_value=float(metric.error(second["mean"])), gap=float(second["_key"] - best["_key"]),
-            at_edge=_at_edge(trials, key, best["setting"]),
+            at_edge=at_edge, edge_gap=gap, edge_noise=noise,
         ))
     winner = dict(zip(map(tuple, winners[CELL].to_numpy()), winners["setting"]))
     passed = trials["usable"] & ~trials["chosen"]
@@ -151,6 +173,23 @@ def _at_edge(trials: pd.DataFrame, cell: tuple, chosen: str) -> bool:
     rates = np.unique(pd.to_numeric(line["peak_lr"], errors="coerce").dropna())
     best = float(line.loc[line["setting"] == chosen, "peak_lr"].iloc[0])
     return len(rates) > 1 and best in (rates[0], rates[-1])
+
+
+def _edge_margin(usable: pd.DataFrame, cell: tuple, chosen: str) -> tuple[float, float]:
+    """For a choice at the edge of its rate grid: how much worse the next rate inward is (mean over seeds of
+    the selecting error), and two standard errors of that difference (nan where a rate has one seed)."""
+    line = rate_line(usable[(usable[CELL] == list(cell)).all(axis=1)], chosen)
+    per_rate = line.groupby("peak_lr")["selection_loss"].agg(["mean", "var", "count"]).sort_index()
+    if len(per_rate) < 2:
+        return np.nan, np.nan
+    best = float(line.loc[line["setting"] == chosen, "peak_lr"].iloc[0])
+    position = list(per_rate.index).index(best)
+    inner = per_rate.iloc[1] if position == 0 else per_rate.iloc[-2]
+    edge = per_rate.loc[best]
+    gap = float(inner["mean"] - edge["mean"])
+    if min(edge["count"], inner["count"]) < 2:
+        return gap, np.nan
+    return gap, float(2 * np.sqrt(edge["var"] / edge["count"] + inner["var"] / inner["count"]))
 
 
 def rate_line(cell: pd.DataFrame, chosen: str) -> pd.DataFrame:

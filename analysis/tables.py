@@ -107,7 +107,7 @@ def setting_table(result: StudyResult) -> pd.DataFrame:
     rows = [
         {"family": c.family, "size": c.size, "budget": c.budget, "settings": c.settings, "chosen": c.chosen,
          "seeds": c.seeds, chosen: c.chosen_value, "runner_up": c.runner_up, runner_up: c.runner_up_value,
-         "gap": c.gap, "note": EDGE_NOTE if c.at_edge else ""}
+         "gap": c.gap, "note": c.edge_note}
         for c in result.settings
     ]
     return pd.DataFrame(rows, columns=["family", "size", "budget", "settings", "chosen", "seeds", chosen, "runner_up",

@@ -175,6 +175,26 @@ def test_learning_rate_at_the_edge_of_its_grid_is_flagged():
            "it." in unsupported[1]
 
 
+@pytest.mark.parametrize("edge_scale, flat", [(0.999, True), (0.9, False)])
+def test_an_edge_choice_within_the_seed_noise_of_the_next_rate_is_called_flat(edge_scale, flat):
+    # lr 1e-2, the top of the grid, is better than 3e-3 by 0.1% (inside 2% seed noise) or by 10% (outside it).
+    rng = np.random.default_rng(3)
+    parts = [results_table(GOOD, validation=lambda n, d, c, s=scale: s * GOOD(n, d, c), family="hstu",
+                           sizes=ONE_SIZE, budgets=BUDGETS[:1], seeds=3, noise=0.02, rng=rng, setting={"peak_lr": lr})
+             for lr, scale in ((1e-3, 1.2), (3e-3, 1.0), (1e-2, edge_scale))]
+    table = pd.concat(parts, ignore_index=True)
+    (cell,) = analyze(table, n_resamples=5).settings
+    final = table[table["eval_kind"] == "final"]
+    by_rate = final.groupby("peak_lr")["val/nll"]
+    means, variances = by_rate.mean(), by_rate.var()
+    assert (cell.chosen, cell.at_edge, cell.flat_edge) == ("lr 1e-2", True, flat)
+    assert cell.edge_gap == pytest.approx(means[3e-3] - means[1e-2])
+    assert cell.edge_noise == pytest.approx(2 * np.sqrt((variances[3e-3] + variances[1e-2]) / 3))
+    note = setting_table(analyze(table, n_resamples=5))["note"].item()
+    assert note.startswith("at the edge of its grid, but flat there") == flat
+    assert note == "at the edge of its grid: the best rate may lie outside it" or flat
+
+
 def test_best_size_table_shows_the_validation_value_that_chose_each_point():
     table = results_table(BAD, validation=GOOD, family="hstu", sizes=ONE_SIZE, budgets=BUDGETS, metric="test/hr@10")
     result = analyze(table, metric="test/hr@10", n_resamples=5)
