@@ -1,8 +1,8 @@
 """Named size presets for every family, in one table, and the model factory.
 
 xxs..m train on a 2-core CPU in minutes; l and xl are for GPUs (xxs extends the ladder down, so
-that IsoFLOP profiles on small data have a size below the best one). Non-embedding parameters span
-over two orders of magnitude per family. The *-ml1m presets are the HSTU paper's ML-1M configs.
+that IsoFLOP profiles on small data have a size below the best one; DLRM's goes down to xxxs).
+Non-embedding parameters span over two orders of magnitude per family. The *-ml1m presets are the HSTU paper's ML-1M configs.
 """
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ PRESETS: dict[str, dict] = {
     "sasrec-l": dict(d_model=256, num_blocks=8, num_heads=4),
     "sasrec-xl": dict(d_model=512, num_blocks=16, num_heads=8),
     "sasrec-ml1m": dict(d_model=50, num_blocks=2, num_heads=1, ffn_mult=1, activation="relu"),
+    # dlrm-xxxs: on ML-1M the two-tower's best size at 1e10-1e11 FLOPs is xxs, the ladder's foot.
+    "dlrm-xxxs": dict(emb_dim=4, bottom_mlp=(8,), top_mlp=(16, 8), tower_mlp=(16,)),
     "dlrm-xxs": dict(emb_dim=8, bottom_mlp=(16,), top_mlp=(32, 16), tower_mlp=(32,)),
     "dlrm-xs": dict(emb_dim=16, bottom_mlp=(32,), top_mlp=(64, 32), tower_mlp=(64,)),
     "dlrm-s": dict(emb_dim=32, bottom_mlp=(64,), top_mlp=(256, 128), tower_mlp=(128,)),

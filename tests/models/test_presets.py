@@ -43,6 +43,11 @@ def test_sizes_grow_and_span_two_orders_of_magnitude(family, task):
     assert counts == sorted(counts) and counts[-1] >= 100 * counts[0]
 
 
+def test_dlrm_ladder_extends_below_xxs():
+    rows = {r.name: r for r in list_presets(num_items=3706, num_users=6040, max_seq_len=50, task="retrieval")}
+    assert rows["dlrm-xxxs"].nonembedding_params * 3 < rows["dlrm-xxs"].nonembedding_params
+
+
 def test_paper_ml1m_presets():
     assert {"hstu-ml1m", "hstu-large-ml1m", "sasrec-ml1m"} <= set(PRESETS)
     large = build_model("hstu", "large-ml1m", 3706, 6040, 200).config
