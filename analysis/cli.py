@@ -150,7 +150,7 @@ def report_sweep(sweep_dir: Path, *, metric: str | None = None, higher_is_better
     from scaling import files
     from scaling.errors import GrscaleError
     from analysis.report import report_tables, write_report
-    from analysis.results import RESULTS_FILE, load_study, results_path
+    from analysis.results import RESULTS_FILE, load_study, read_results_table, results_path
     from analysis.study import analyze, to_dict
 
     source = results_path(sweep_dir)
@@ -175,9 +175,7 @@ def report_sweep(sweep_dir: Path, *, metric: str | None = None, higher_is_better
     if more_dirs:  # the parts' rows together, trunks included, as one table that stands on its own
         import pandas as pd
 
-        parts = [source, *(results_path(d) for d in more_dirs)]
-        whole = pd.concat([pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p) for p in parts],
-                          ignore_index=True)
+        whole = pd.concat([read_results_table(d) for d in (sweep_dir, *more_dirs)], ignore_index=True)
         paths[RESULTS_FILE] = files.atomic_write(out_dir / RESULTS_FILE, whole.to_parquet)
     elif not out_dir.resolve().is_relative_to(sweep_dir.resolve()):
         paths[source.name] = files.atomic_copy(source, out_dir / source.name)

@@ -60,16 +60,22 @@ def results_path(path: str | Path) -> Path:
     return path
 
 
-def load_results(path: str | Path) -> pd.DataFrame:
-    """Read results.parquet / .csv, or a sweep directory holding results.parquet."""
+def read_results_table(path: str | Path) -> pd.DataFrame:
+    """A results.parquet / .csv (or a sweep directory's results.parquet) as it is on disk, trunks included."""
     path = results_path(path)
     if path.suffix not in (".parquet", ".csv"):
         raise GrscaleError(f"{path}: expected a .parquet or .csv results table")
     try:
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as error:  # any failure to parse a user's file is bad input: say so in one line
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise GrscaleError(f"{path} is not a readable results table: {reason}") from None
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Read results.parquet / .csv, or a sweep directory holding results.parquet: the grid's points, checked."""
+    path = results_path(path)
+    frame = read_results_table(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise GrscaleError(f"{path} lacks the columns {', '.join(missing)}")

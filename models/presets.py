@@ -2,7 +2,8 @@
 
 xxs..m train on a 2-core CPU in minutes; l and xl are for GPUs (xxs extends the ladder down, so
 that IsoFLOP profiles on small data have a size below the best one; DLRM's goes down to xxxs).
-Non-embedding parameters span over two orders of magnitude per family. The *-ml1m presets are the HSTU paper's ML-1M configs.
+Non-embedding parameters span over two orders of magnitude per family. The *-ml1m presets are the
+HSTU paper's ML-1M configs.
 """
 from __future__ import annotations
 
