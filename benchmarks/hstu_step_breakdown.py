@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import time
 from collections import defaultdict
 from datetime import date
@@ -26,13 +25,9 @@ import torch
 import kernels.hstu_attention_tiles as tiles
 import models.sequential as sequential
 from scaling.allocator import keep_freed_memory
-from scaling.config import TrialConfig
 from scaling.data.dataset import load_dataset
-from scaling.data.loader import trial_batches
 from scaling.data.splits import leave_one_out
-from scaling.flops import training_flops
-from scaling.train import build_trial_model
-from train_throughput import matmul_rate  # run as a script: benchmarks/ is on the path
+from train_throughput import StepRunner, git_sha, matmul_rate  # run as a script: benchmarks/ is on the path
 
 BATCHES = range(3, 9)
 REPEATS = 2
@@ -50,29 +45,19 @@ def timed(function, seconds: dict, key: str):
 
 
 def breakdown() -> dict[str, float]:
-    cfg = TrialConfig.from_dict({"model": {"family": "hstu", "size": "ml1m"}, "task": "retrieval", "budget": 1e18,
-                                 "data": {"dataset": "ml-1m", "max_seq_len": 200}})
-    split = leave_one_out(load_dataset("ml-1m"))
-    torch.manual_seed(0)
-    model = build_trial_model(cfg, split)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98))
-    generator = torch.Generator().manual_seed(0)
-    batches = list(trial_batches(split.train, cfg).epoch(0))
+    runner = StepRunner("hstu", "ml1m", "retrieval", 200, leave_one_out(load_dataset("ml-1m")),
+                        buckets=False, before=False)
+    model, optimizer = runner.model, runner.optimizer
+    for i in BATCHES:  # warm-up pass: the heap grows to these batches' peak
+        runner.step(i, timed=False)
     seconds: dict[str, float] = defaultdict(float)
     with mock.patch.object(tiles, "hstu_attention_tiled", timed(tiles.hstu_attention_tiled, seconds, "attention")), \
             mock.patch.object(sequential, "sampled_softmax_loss",
                               timed(sequential.sampled_softmax_loss, seconds, "loss")):
-        for i in BATCHES:  # warm-up pass: the heap grows to these batches' peak
-            loss, _ = model.training_loss(batches[i], "retrieval", generator)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        seconds.clear()
-        useful = 0.0
         for _ in range(REPEATS):
             for i in BATCHES:
                 start = time.perf_counter()
-                loss, _ = model.training_loss(batches[i], "retrieval", generator)
+                loss, _ = model.training_loss(runner.batches[i], "retrieval", runner.generator)
                 forward = time.perf_counter()
                 optimizer.zero_grad()
                 loss.backward()
@@ -81,16 +66,11 @@ def breakdown() -> dict[str, float]:
                 seconds["forward"] += forward - start
                 seconds["backward"] += backward - forward
                 seconds["optimizer"] += time.perf_counter() - backward
-                useful += training_flops(model.config, "retrieval", batches[i].lengths()).useful
     steps = REPEATS * len(BATCHES)
     per_step = {key: value / steps for key, value in seconds.items()}
     per_step["step"] = per_step["forward"] + per_step["backward"] + per_step["optimizer"]
-    per_step["useful"] = useful / steps
+    per_step["useful"] = sum(runner.counts[i].useful for i in BATCHES) / len(BATCHES)
     return per_step
-
-
-def git_sha() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
